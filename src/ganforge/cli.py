@@ -1,0 +1,184 @@
+"""The ``ganforge`` command: a thin layer over the library.
+
+Every user mistake surfaces as one line on stderr and exit code 2; Ctrl-C during training saves
+a checkpoint and exits with 130.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, GanforgeError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"ganforge: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _table(rows, header) -> str:
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def data_needs(cls) -> str:
+    if getattr(cls, "data_desc", None):
+        return cls.data_desc
+    kinds = {"image": "images", "points": "2-D points"}
+    what = " or ".join(kinds[k] for k in cls.data_kinds)
+    return f"labelled {what}" if cls.needs_labels else what
+
+
+def cmd_list(args) -> int:
+    from .registry import get_model_class, model_names
+
+    order = {"foundations": 0, "objectives": 1, "conditional": 2, "translation": 3, "advanced": 4}
+    classes = sorted((get_model_class(n) for n in model_names()), key=lambda c: (order.get(c.family, 9), c.year))
+    print(_table([(c.name, c.family, c.paper, c.year, data_needs(c)) for c in classes],
+                 ("model", "family", "paper", "year", "data")))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .data import DATASETS, availability, data_root
+
+    rows = [(d.name, d.kind, d.description, availability(d.name, args.data_root)) for d in DATASETS.values()]
+    rows.append(("folder:PATH", "image", "any folder of images; labels from sub-folders", "yours"))
+    print(_table(rows, ("name", "kind", "what", "here")))
+    print(f"\ndata root: {data_root(args.data_root)} (set GANFORGE_DATA or --data-root to change it)")
+    return 0
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return v
+    return parse
+
+
+def cmd_train(args) -> int:
+    from .config import parse_sets
+    from .train import train
+
+    flags = {k: v for k, v in {"data": args.data, "batch_size": args.batch_size, "seed": args.seed,
+                               "device": args.device, "data_root": args.data_root}.items() if v is not None}
+    if args.download:
+        flags["download"] = True
+    if args.resume and args.model:
+        raise ConfigError("give either a model to train or --resume DIR, not both")
+    result = train(args.model, out=args.out, resume=args.resume, force=args.force, steps=args.steps,
+                   config_file=args.config, sets=parse_sets(args.set), progress=not args.quiet, **flags)
+    out = result["out"]
+    print(f"trained to step {result['step']}; run in {out}/")
+    if result.get("samples"):
+        print(f"  samples:     {result['samples']}")
+    if result.get("loss_plot"):
+        print(f"  loss plot:   {result['loss_plot']}")
+    print(f"  checkpoint:  {out / 'checkpoints' / 'last.pt'}")
+    print(f"  generator:   {out / 'generator.safetensors'}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from .report import save_grid, save_scatter
+    from .train import load_run
+
+    model = load_run(args.run, device=args.device)
+    out = Path(args.out) if args.out else Path(args.run) / f"sample_seed{args.seed}.png"
+    if out.suffix not in (".png", ".npz"):
+        raise ConfigError(f"--out must end in .png or .npz, got {out.name!r}")
+    cond = {}
+    if args.label is not None:
+        cond["label"] = args.label
+    try:
+        x = model.sample(args.n, seed=args.seed, use_ema=not args.no_ema, **cond)
+    except TypeError as e:
+        raise ConfigError(f"{model.name} does not take these sampling options: {e}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        key = "images" if model.spec.kind == "image" else "points"
+        np.savez(out, **{key: x.numpy().astype(np.float32)})
+    elif model.spec.kind == "points":
+        save_scatter(x, None, out, title=f"{model.name}: {args.n} samples")
+    else:
+        save_grid(x, out)
+    print(f"wrote {args.n} samples to {out}")
+    del torch
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ganforge", description="Train, sample and evaluate GANs.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("list", help="the models ganforge implements")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("datasets", help="the data sets ganforge knows, and which are here")
+    s.add_argument("--data-root", help="folder holding downloadable data sets (default: $GANFORGE_DATA)")
+    s.set_defaults(fn=cmd_datasets)
+
+    s = sub.add_parser("train", help="train a model, or resume a run")
+    s.add_argument("model", nargs="?", help="model name (see `ganforge list`)")
+    s.add_argument("--data", help="data set name (see `ganforge datasets`) or folder:PATH")
+    s.add_argument("--steps", type=_positive(int), help="total generator steps to train to")
+    s.add_argument("--batch-size", type=_positive(int))
+    s.add_argument("--out", help="run directory (default runs/MODEL-DATA)")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--config", help="YAML file of settings")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting (repeatable)")
+    s.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    s.add_argument("--force", action="store_true", help="replace the run already in --out")
+    s.add_argument("--data-root", help="folder holding downloadable data sets")
+    s.add_argument("--download", action="store_true", help="download the data set if missing")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--n", type=_positive(int), default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="FILE.png (a grid) or FILE.npz (array 'images', N x C x H x W in [-1, 1])")
+    s.add_argument("--label", type=int, help="class to draw (conditional models)")
+    s.add_argument("--no-ema", action="store_true", help="use G rather than its EMA copy")
+    s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    s.set_defaults(fn=cmd_sample)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .train import Interrupted
+
+    try:
+        return args.fn(args)
+    except GanforgeError as e:
+        print(f"ganforge: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"ganforge: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("ganforge: interrupted; the last checkpoint on disk is kept", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"ganforge: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Run configuration: one flat dict, resolved from defaults, a YAML file and flags.
+
+Precedence, lowest first: engine defaults, the model's defaults, ``--config FILE.yaml``,
+the named CLI flags, then ``--set key=value``. The resolved dict is what a run records in
+``config.yaml`` and what a resumed run reads back.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, closest
+
+# Settings the engine owns, shared by every model.
+ENGINE_DEFAULTS: dict = {
+    "model": None,
+    "data": "digits",
+    "image_size": None,  # None: the data set's native size
+    "steps": 2000,  # generator updates ("iterations"); each may use n_critic D updates
+    "batch_size": 64,
+    "seed": 0,
+    "device": "auto",
+    "lr": 2e-4,  # Radford et al. 2015
+    "betas": [0.5, 0.999],  # beta1 0.5: Radford et al. 2015
+    "lr_g": None,  # None: lr
+    "lr_d": None,
+    "n_critic": 1,  # D updates per iteration
+    "g_steps": 1,  # G updates per iteration
+    "ema": 0.0,  # decay of an EMA copy of G; 0 turns it off
+    "amp": "off",  # off | bf16 | fp16 (CUDA only)
+    "compile": False,
+    "log_every": 50,
+    "sample_every": 500,
+    "ckpt_every": 500,
+    "n_samples": 64,
+    "eval_every": 0,
+    "download": False,
+    "data_root": None,  # None: $GANFORGE_DATA or ~/.cache/ganforge/data
+}
+
+LIMITS = {
+    "steps": (1, 100_000_000),
+    "batch_size": (1, 65_536),
+    "n_critic": (1, 1000),
+    "g_steps": (1, 1000),
+    "log_every": (1, 100_000_000),
+    "sample_every": (0, 100_000_000),
+    "ckpt_every": (0, 100_000_000),
+    "n_samples": (1, 4096),
+    "eval_every": (0, 100_000_000),
+    "image_size": (4, 4096),
+    "seed": (0, 2**63 - 1),
+}
+
+
+def parse_value(text: str):
+    """A --set value as YAML: 3 -> int, 1e-4 -> float, true -> bool, [0,0.9] -> list."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_sets(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = parse_value(value.strip())
+    return out
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of key: value, not {type(data).__name__}")
+    return data
+
+
+def _coerce(key, value, default):
+    """Check ``value`` against the type of its default, converting where lossless."""
+    if default is None or value is None:
+        return value
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if kind in (list, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise ConfigError(f"{key} must be a list of {len(default)} values, got {value!r}")
+        return [_coerce(key, v, d) for v, d in zip(value, default)]
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def resolve(model_defaults: dict, *layers: dict) -> dict:
+    """Merge engine defaults, model defaults and override layers, checking every key."""
+    defaults = {**ENGINE_DEFAULTS, **model_defaults}
+    cfg = dict(defaults)
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key not in defaults:
+                raise ConfigError(f"unknown setting {key!r}{closest(key, defaults)}")
+            cfg[key] = _coerce(key, value, defaults[key])
+    check_limits(cfg)
+    return cfg
+
+
+def check_limits(cfg: dict) -> None:
+    for key, (lo, hi) in LIMITS.items():
+        v = cfg.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ConfigError(f"{key} must be an integer in [{lo}, {hi}], got {v!r}")
+    for key in ("lr", "lr_g", "lr_d", "ema"):
+        v = cfg.get(key)
+        if v is not None and not (0 <= v < (1 if key == "ema" else 10)):
+            raise ConfigError(f"{key} out of range: {v!r}")
+    if cfg.get("amp") not in ("off", "bf16", "fp16"):
+        raise ConfigError(f"amp must be off, bf16 or fp16, got {cfg.get('amp')!r}")
+    if cfg.get("device") not in ("auto", "cpu", "cuda") and not str(cfg.get("device")).startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.get('device')!r}")
+
+
+def save_yaml(cfg: dict, path) -> None:
+    from .train.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), yaml.safe_dump(cfg, sort_keys=True).encode())

@@ -1,0 +1,51 @@
+"""Sample-quality metrics for GANs, as pure functions of features, logits or 2-D samples.
+
+All functions accept torch tensors or numpy arrays, compute in float64, return python floats
+(or small dicts / tuples of them), and raise ``ganforge.errors.GanforgeError`` with a one-line
+message on bad input (NaN/Inf, wrong shapes, too few samples, unknown names).
+
+Feature-set metrics (features are (N, D) arrays, e.g. Inception pool3 activations):
+
+* ``frechet_distance(mu1, sigma1, mu2, sigma2) -> float``: Frechet distance between two
+  Gaussians (FID; Heusel et al. 2017). ``feature_stats(feats) -> (mu, sigma)`` and
+  ``frechet_distance_from_features(a, b) -> float`` fit the Gaussians first.
+* ``kid(a, b, subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1, seed=0)
+  -> (mean, std)``: Kernel Inception Distance (Binkowski et al. 2018), unbiased cubic-kernel
+  MMD^2 over random subsets, as torch-fidelity / clean-fid compute it.
+* ``prdc(real, fake, k=5) -> dict(precision, recall, density, coverage)``;
+  ``precision_recall(real, fake, k=3)`` (Kynkaanniemi et al. 2019) and
+  ``density_coverage(real, fake, k=5)`` (Naeem et al. 2020) return the matching pairs.
+
+Classifier metric:
+
+* ``inception_score(logits, splits=10) -> (mean, std)``: Inception Score (Salimans et al.
+  2016) from (N, C) logits, as torch-fidelity computes it.
+
+2-D toy mixtures (``ring8``, ``grid25`` of PacGAN / VEEGAN):
+
+* ``TOY_MIXTURES``: name -> (centres (K, 2) float32 tensor, std).
+* ``sample_mixture(name, n, generator=None, modes=None) -> (n, 2) float32 tensor``.
+* ``toy_modes(samples, name) -> dict(modes, n_modes, high_quality, kl)``.
+
+Importing this package needs only torch and numpy (the data module takes its toy mixtures from
+here); scipy is loaded on the first Frechet-distance call.
+"""
+from ganforge.metrics.frechet import feature_stats, frechet_distance, frechet_distance_from_features
+from ganforge.metrics.inception_score import inception_score
+from ganforge.metrics.kid import kid
+from ganforge.metrics.prdc import density_coverage, prdc, precision_recall
+from ganforge.metrics.toy import TOY_MIXTURES, sample_mixture, toy_modes
+
+__all__ = [
+    "TOY_MIXTURES",
+    "density_coverage",
+    "feature_stats",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "inception_score",
+    "kid",
+    "prdc",
+    "precision_recall",
+    "sample_mixture",
+    "toy_modes",
+]

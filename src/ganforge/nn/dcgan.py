@@ -1,0 +1,102 @@
+"""DCGAN networks (Radford et al. 2015), sized from the image size.
+
+All-convolutional: strided (transposed) convolutions instead of pooling, batch norm in G and D
+except G's output and D's input, ReLU in G with a tanh output, LeakyReLU(0.2) in D. Many later
+models (CGAN, AC-GAN, InfoGAN, LSGAN, WGAN) reuse these with extra inputs or heads, so both
+networks take options for that rather than being copied.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .blocks import View
+
+
+def dcgan_stages(image_size: int) -> tuple[int, int]:
+    """(base, k): the image is base x base after k halvings (28 -> (7, 2), 32 -> (4, 3))."""
+    base, k = image_size, 0
+    while base % 2 == 0 and base > 4:
+        base, k = base // 2, k + 1
+    if k == 0 or base > 8:
+        raise ValueError(f"DCGAN needs an image size of the form b * 2^k with b <= 8 and k >= 1, got {image_size}")
+    return base, k
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The paper's initialisation: weights from N(0, 0.02), norm scales from N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _norm(kind: str, ch: int):
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "instance":
+        return nn.InstanceNorm2d(ch, affine=True)
+    if kind == "layer":  # per-sample, so safe inside a gradient penalty (Gulrajani et al. 2017)
+        return nn.GroupNorm(1, ch)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+class DCGANGenerator(nn.Module):
+    """z (B, z_dim) -> image (B, channels, size, size) in [-1, 1]."""
+
+    def __init__(self, z_dim: int, channels: int, image_size: int, width: int = 64, norm: str = "batch"):
+        super().__init__()
+        base, k = dcgan_stages(image_size)
+        ch = width * 2 ** (k - 1)
+        # "Project and reshape": one matrix multiply to a small spatial map (the paper's first layer).
+        layers = [nn.Linear(z_dim, ch * base * base, bias=norm == "none"), View(ch, base, base),
+                  _norm(norm, ch), nn.ReLU(True)]
+        for _ in range(k - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=norm == "none"), _norm(norm, ch // 2),
+                       nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.z_dim = z_dim
+        dcgan_init(self)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class DCGANDiscriminator(nn.Module):
+    """image -> D's output (B,) or (B, out_dim); ``features(x)`` gives the flattened body output.
+
+    ``in_channels`` may exceed the image's channels when a model concatenates condition maps.
+    """
+
+    def __init__(self, in_channels: int, image_size: int, width: int = 64, norm: str = "batch",
+                 out_dim: int = 1):
+        super().__init__()
+        base, k = dcgan_stages(image_size)
+        layers, ch = [], in_channels
+        for i in range(k):
+            out = width * 2 ** i
+            layers += [nn.Conv2d(ch, out, 4, 2, 1, bias=i == 0 or norm == "none")]
+            if i > 0:  # no normalisation on D's input layer
+                layers.append(_norm(norm, out))
+            layers.append(nn.LeakyReLU(0.2, True))
+            ch = out
+        layers.append(nn.Flatten())
+        self.body = nn.Sequential(*layers)
+        self.feature_dim = ch * base * base
+        self.head = nn.Linear(self.feature_dim, out_dim)
+        self.out_dim = out_dim
+        dcgan_init(self)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        out = self.head(self.body(x))
+        return out.squeeze(1) if self.out_dim == 1 else out

@@ -1,0 +1,74 @@
+"""Atomic, safely loadable checkpoints.
+
+A checkpoint is written to a temporary file in the same directory, flushed to disk, then renamed
+over the old one, so ``last.pt`` is always a whole checkpoint even if the process dies mid-write.
+Checkpoints hold only tensors and plain Python values, so they load with ``weights_only=True``:
+opening one can never run code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import RunDirError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` that never leaves a half-written file at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        raise RunDirError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") \
+            from None
+
+
+def save_generator(model, path: Path) -> None:
+    """The final generator weights (and its EMA copy), as safetensors."""
+    from safetensors.torch import save
+
+    tensors = {}
+    for name in model.ema_nets:
+        for prefix in (name, f"{name}_ema"):
+            net = getattr(model, prefix, None)
+            if net is not None:
+                for k, v in net.state_dict().items():
+                    tensors[f"{prefix}.{k}"] = v.detach().cpu().contiguous()
+    atomic_write_bytes(Path(path), save(tensors))

@@ -1,0 +1,423 @@
+"""The training engine: one loop for every model.
+
+A model (``ganforge.models.base.GANModel``) declares networks, optimizers and phases; this module
+owns the rest: configuration, data on the device, seeding, the D:G schedule, AMP, EMA of G,
+progress, ``metrics.jsonl``, sample grids, atomic checkpoints, exact resume and Ctrl-C.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import shutil
+import signal
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .. import config as C
+from ..data import DataSpec, TensorLoader, images_to_float, load_data, spec_of
+from ..errors import ConfigError, DataError, RunDirError
+from ..registry import get_model_class
+from .checkpoint import atomic_save, load_checkpoint, save_generator
+
+CKPT = "checkpoints/last.pt"
+# What a run writes; --force removes exactly these, never anything else in the directory.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.jsonl", "samples", "checkpoints", "generator.safetensors",
+             "losses.png")
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C (or SIGTERM) after saving a checkpoint."""
+
+    def __init__(self, step: int, out: Path):
+        super().__init__(f"interrupted at step {step}; checkpoint saved; continue with "
+                         f"`ganforge train --resume {out}`")
+        self.step, self.out = step, out
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA device is available (try --device cpu)")
+    return torch.device(name)
+
+
+def is_run(path: Path) -> bool:
+    return (Path(path) / "config.yaml").is_file()
+
+
+def build_model(cfg: dict, spec: DataSpec):
+    cls = get_model_class(cfg["model"])
+    model = cls(cfg, spec)
+    if cfg.get("ema", 0) > 0:
+        for name in model.ema_nets:
+            # Registered as a submodule, so the EMA copy travels with state_dict and .to().
+            setattr(model, f"{name}_ema", copy.deepcopy(getattr(model, name)).requires_grad_(False).eval())
+    return model
+
+
+def create(name: str, data: str = "digits", **config):
+    """A model ready to train or sample: ``ganforge.create("dcgan", z_dim=64).G``."""
+    cls = get_model_class(name)
+    cfg = C.resolve(cls.defaults, {"model": cls.name, "data": data}, config)
+    spec = spec_of(cfg["data"], cfg["image_size"])
+    _check_fit(cls, spec, None)
+    return build_model(cfg, spec)
+
+
+def _check_fit(cls, spec: DataSpec, raw) -> None:
+    if spec.kind not in cls.data_kinds:
+        kinds = " or ".join(cls.data_kinds)
+        raise ConfigError(f"{cls.name} trains on {kinds} data, not on {spec.kind} data")
+    if cls.needs_labels and (raw is not None and raw.y is None or spec.n_classes is None):
+        raise DataError(f"{cls.name} needs class labels; this data set has none")
+
+
+def load_run(run_dir, device="cpu", which: str = "last"):
+    """The model of a finished or interrupted run, with its trained weights, in eval mode."""
+    run_dir = Path(run_dir)
+    if not is_run(run_dir):
+        raise RunDirError(f"{run_dir} is not a ganforge run (no config.yaml)")
+    cfg = C.load_yaml(run_dir / "config.yaml")
+    ckpt = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
+    model = build_model(cfg, DataSpec(**ckpt["spec"]))
+    model.load_state_dict(ckpt["model"])
+    model.step = ckpt["step"]
+    return model.to(pick_device(device) if isinstance(device, str) else device).eval()
+
+
+def _default_out(cfg: dict) -> Path:
+    data = cfg["data"].replace("folder:", "").replace("/", "_").strip("_.") or "data"
+    base = Path("runs") / f"{cfg['model']}-{data}"
+    out, i = base, 1
+    while out.exists() and any(out.iterdir()):
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            what = "already holds a run" if is_run(out) else "exists and is not empty"
+            raise RunDirError(f"{out} {what}: continue it with --resume {out}, or pass --force to start over")
+        for name in RUN_FILES:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+class Trainer:
+    """Runs one training job; see :func:`train` for the usual entry point."""
+
+    def __init__(self, cfg: dict, out: Path, resume_state: dict | None = None, progress: bool = True,
+                 raw=None, dist=None):
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.rank, self.world = (dist or (0, 1))
+        self.main = self.rank == 0
+        self.device = pick_device(cfg["device"])
+        torch.manual_seed(cfg["seed"])
+
+        raw = raw if raw is not None else load_data(cfg["data"], cfg["image_size"], root=cfg["data_root"],
+                                                     download=cfg["download"])
+        self.raw = raw
+        self.spec = spec_of(cfg["data"], cfg["image_size"], raw=raw)
+        cls = get_model_class(cfg["model"])
+        _check_fit(cls, self.spec, raw)
+        if cfg["batch_size"] > len(raw):
+            raise ConfigError(f"batch size {cfg['batch_size']} is larger than the data set ({len(raw)} items)")
+        if cfg["batch_size"] % self.world:
+            raise ConfigError(f"batch size {cfg['batch_size']} does not split evenly over {self.world} processes")
+
+        self.model = build_model(cfg, self.spec).to(self.device)
+        self.model.rank, self.model.world = self.rank, self.world
+        self.opts = self.model.optimizers()
+        self.phases = self.model.phases()
+        for ph in self.phases:
+            missing = [o for o in ph.optimizers if o not in self.opts]
+            if missing:
+                raise ValueError(f"phase {ph.name} names unknown optimizers {missing}")
+        self._all_params = [p for o in self.opts.values() for g in o.param_groups for p in g["params"]]
+        self._phase_ids = {ph.name: {id(p) for o in ph.optimizers for g in self.opts[o].param_groups
+                                     for p in g["params"]} for ph in self.phases}
+
+        tensors = {"x": raw.x.to(self.device)}
+        if raw.y is not None:
+            tensors["y"] = raw.y.to(self.device)
+        self.loader = TensorLoader(tensors, cfg["batch_size"], seed=cfg["seed"], rank=self.rank, world=self.world,
+                                   transform=images_to_float if raw.kind == "image" else None)
+
+        amp = cfg["amp"] if self.device.type == "cuda" else "off"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self.step = 0
+        if resume_state is not None:
+            self._load_state(resume_state)
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"version": 1, "step": self.step, "spec": asdict(self.spec), "model": self.model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
+                "scaler": self.scaler.state_dict(), "loader": self.loader.state_dict(), "rng": rng}
+
+    def _load_state(self, state: dict) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            for k, o in self.opts.items():
+                o.load_state_dict(state["optimizers"][k])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            self.loader.load_state_dict(state["loader"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise RunDirError(f"checkpoint does not match this model/config: {str(e).splitlines()[0][:200]}") \
+                from None
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.step = int(state["step"])
+
+    def save_checkpoint(self) -> None:
+        if self.main:
+            atomic_save(self.state_dict(), self.out / CKPT)
+
+    # -- one iteration --------------------------------------------------------------------
+    def _set_trainable(self, phase) -> None:
+        # Only the phase's own networks build gradients: a G step does not fill D's .grad, and a
+        # D step does not backpropagate through G at all.
+        ids = self._phase_ids[phase.name]
+        for p in self._all_params:
+            p.requires_grad_(id(p) in ids)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def sync_grads(self, params) -> None:
+        """Average gradients over processes (a no-op in a single process)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                flat = torch.cat([g.reshape(-1) for g in grads])
+                dist.all_reduce(flat)
+                flat /= self.world
+                offset = 0
+                for g in grads:
+                    g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                    offset += g.numel()
+
+    def train_step(self, acc: dict) -> int:
+        """One iteration over all phases; returns the number of real images consumed."""
+        images = 0
+        for phase in self.phases:
+            self._set_trainable(phase)
+            opts = [self.opts[o] for o in phase.optimizers]
+            params = [p for o in opts for g in o.param_groups for p in g["params"]]
+            for _ in range(phase.repeats):
+                batch = next(self.loader)
+                images += len(batch["x"]) * self.world
+                with self._autocast():
+                    out = phase.step(batch)
+                for o in opts:
+                    o.zero_grad(set_to_none=True)
+                self.scaler.scale(out["loss"]).backward()
+                self.sync_grads(params)
+                for o in opts:
+                    self.scaler.step(o)
+                self.scaler.update()
+                self.model.after_phase(phase.name)
+                for k, v in out.items():
+                    key = f"{phase.name}_loss" if k == "loss" else k
+                    s, n = acc.get(key, (0.0, 0))
+                    acc[key] = (s + v.detach().float(), n + 1)
+        self._update_ema()
+        return images
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg["ema"]
+        if decay <= 0:
+            return
+        for name in self.model.ema_nets:
+            net, ema = getattr(self.model, name), getattr(self.model, f"{name}_ema")
+            torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - decay)
+            for be, b in zip(ema.buffers(), net.buffers()):
+                be.copy_(b)
+
+    # -- outputs --------------------------------------------------------------------------
+    def write_samples(self) -> Path | None:
+        if not self.main:
+            return None
+        from ..report import save_grid, save_scatter
+
+        path = self.out / "samples" / f"step_{self.step:06d}.png"
+        g = torch.Generator().manual_seed(self.cfg["seed"] + 1_000_003)
+        if self.spec.kind == "points":
+            fake = self.model.sample(2500, seed=self.cfg["seed"] + 1_000_003)
+            save_scatter(fake, self.raw.x[:2500], path, title=f"{self.cfg['model']} step {self.step}")
+            return path
+        inputs = self.model.fixed_inputs(self.cfg["n_samples"], g)
+        net = self.model.generator_net(True)
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            images = self.model.generate(inputs, net)
+        net.train(was)
+        save_grid(images, path, nrow=getattr(self.model, "grid_nrow", None))
+        return path
+
+    def _log(self, acc: dict, t0: float, images: int, start: float) -> dict:
+        keys = list(acc)
+        values = torch.stack([acc[k][0] / acc[k][1] for k in keys]).tolist() if keys else []
+        row = {"step": self.step, "time": round(time.time() - start, 3)}
+        row.update({k: round(v, 6) for k, v in zip(keys, values)})
+        row["img_per_s"] = round(images / max(time.time() - t0, 1e-9), 1)
+        if self.main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if self.step >= cfg["steps"]:
+            raise ConfigError(f"run is already at step {self.step}; pass --steps larger than that to go on")
+        self._trim_log()
+        stop = {"flag": False}
+        handlers = self._install_signals(stop)
+        bar = tqdm(total=cfg["steps"], initial=self.step, disable=not (self.progress and self.main),
+                   unit="step", dynamic_ncols=True, desc=cfg["model"])
+        start = time.time() - self._elapsed()
+        t0, images, acc, last = time.time(), 0, {}, {}
+        self.model.train()
+        try:
+            while self.step < cfg["steps"]:
+                images += self.train_step(acc)
+                self.step += 1
+                bar.update(1)
+                if self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]:
+                    last = self._log(acc, t0, images, start)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k.endswith("loss")} |
+                                    {"img/s": f"{last['img_per_s']:.0f}"})
+                    t0, images, acc = time.time(), 0, {}
+                if cfg["sample_every"] and self.step % cfg["sample_every"] == 0:
+                    self.write_samples()
+                if cfg["ckpt_every"] and self.step % cfg["ckpt_every"] == 0:
+                    self.save_checkpoint()
+                if stop["flag"]:
+                    self.save_checkpoint()
+                    raise Interrupted(self.step, self.out)
+        finally:
+            bar.close()
+            self._restore_signals(handlers)
+        self.save_checkpoint()
+        return self.finish(last)
+
+    def finish(self, last: dict) -> dict:
+        result = {"out": self.out, "step": self.step, "last": last}
+        if not self.main:
+            return result
+        from ..report import loss_plot
+
+        result["samples"] = self.write_samples()
+        save_generator(self.model, self.out / "generator.safetensors")
+        if (self.out / "metrics.jsonl").exists() and loss_plot(self.out / "metrics.jsonl", self.out / "losses.png"):
+            result["loss_plot"] = self.out / "losses.png"
+        return result
+
+    def _elapsed(self) -> float:
+        log = self.out / "metrics.jsonl"
+        if not log.exists():
+            return 0.0
+        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        return json.loads(lines[-1])["time"] if lines else 0.0
+
+    def _trim_log(self) -> None:
+        """Drop log rows past the checkpoint: they belong to steps a resume will redo."""
+        log = self.out / "metrics.jsonl"
+        if not (self.main and log.exists()):
+            return
+        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        keep = [line for line in lines if json.loads(line)["step"] <= self.step]
+        if len(keep) != len(lines):
+            from .checkpoint import atomic_write_bytes
+
+            atomic_write_bytes(log, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    def _install_signals(self, stop: dict):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if stop["flag"]:  # a second Ctrl-C: stop now; the last checkpoint on disk stays valid
+                raise KeyboardInterrupt
+            stop["flag"] = True
+            print("\nstopping after this step (Ctrl-C again to stop at once)...", flush=True)
+
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in old:
+            signal.signal(s, handler)
+        return old
+
+    @staticmethod
+    def _restore_signals(old) -> None:
+        for s, h in (old or {}).items():
+            signal.signal(s, h)
+
+
+def train(model: str | None = None, *, out=None, resume=None, force: bool = False, steps: int | None = None,
+          config_file=None, sets: dict | None = None, progress: bool = True, **flags) -> dict:
+    """Train a model (or resume a run) and return ``{"out", "step", "last", ...}``.
+
+    ``flags`` are config keys (``data``, ``batch_size``, ``seed``, ...); ``sets`` are the
+    ``--set key=value`` overrides, applied last.
+    """
+    if resume is not None:
+        out = Path(resume)
+        if not is_run(out):
+            raise RunDirError(f"{out} is not a ganforge run (no config.yaml); nothing to resume")
+        if model is not None or flags or sets or config_file:
+            raise ConfigError("--resume continues a run with its own settings; only --steps may change")
+        cfg = C.load_yaml(out / "config.yaml")
+        state = load_checkpoint(out / CKPT)
+        if steps is not None:
+            cfg["steps"] = steps
+        cls = get_model_class(cfg["model"])
+        cfg = C.resolve(cls.defaults, cfg)
+        trainer = Trainer(cfg, out, resume_state=state, progress=progress)
+        if trainer.main:
+            C.save_yaml(cfg, out / "config.yaml")
+        return trainer.fit()
+
+    if model is None:
+        raise ConfigError("name a model to train (see `ganforge list`), or pass --resume DIR")
+    cls = get_model_class(model)
+    file_layer = C.load_yaml(config_file) if config_file else {}
+    file_layer.pop("model", None)
+    if steps is not None:
+        flags["steps"] = steps
+    cfg = C.resolve(cls.defaults, {"model": cls.name}, file_layer, flags, sets or {})
+    out = Path(out) if out else _default_out(cfg)
+    if out.exists() and any(out.iterdir()) and not force:  # fail before the slow part
+        _prepare_out(out, force)
+    trainer = Trainer(cfg, out, progress=progress)  # loads data and builds the model: may still fail
+    _prepare_out(out, force)
+    C.save_yaml(cfg, out / "config.yaml")
+    return trainer.fit()
