@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_STEPS ?= 1500
+DEMO_OUT   ?= runs/demo
 
 .PHONY: install demo test test-fast bench clean
 
@@ -17,8 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/ganforge train dcgan --data digits --steps $(DEMO_STEPS) --out runs/demo --force
-	@echo "demo done: samples in runs/demo/samples/, loss plot runs/demo/losses.png"
+	$(BIN)/ganforge train dcgan --data digits --steps $(DEMO_STEPS) --out $(DEMO_OUT) --force
+	@echo "demo done: samples in $(DEMO_OUT)/samples/, loss plot $(DEMO_OUT)/losses.png"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -7,6 +7,7 @@ loading anything where that is known in advance.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,25 @@ def data_root(root=None) -> Path:
     return Path(cache) / "ganforge" / "data"
 
 
+_PART = re.compile(r"^(?P<base>.+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+
+def split_name(name: str) -> tuple[str, slice | None]:
+    """``"mnist[:8000]"`` -> ``("mnist", slice(None, 8000))``.
+
+    A fixed, contiguous part of a data set in the data name itself, so that every command taking
+    ``--data`` can train on one part and measure on another (``mnist[:8000]`` / ``mnist[8000:]``)
+    with nothing else to keep in step.
+    """
+    m = _PART.match(name)
+    if not m:
+        return name, None
+    num = (lambda t: int(t) if t else None)
+    return m["base"], slice(num(m["start"]), num(m["stop"]))
+
+
 def _check_name(name: str) -> None:
+    name = split_name(name)[0]
     if name.startswith("folder:"):
         if len(name) == len("folder:"):
             raise DataError("folder: needs a path, e.g. --data folder:./my_images")
@@ -84,8 +103,18 @@ def _check_name(name: str) -> None:
 
 
 def load_raw(name: str, root=None, download: bool = False, split: str = "auto", image_size=None) -> RawData:
-    """Load a data set at its native size."""
+    """Load a data set at its native size (only the part ``name[a:b]`` names, if it names one)."""
     _check_name(name)
+    name, part = split_name(name)
+    if part is not None:
+        raw = load_raw(name, root=root, download=download, split=split, image_size=image_size)
+        n = len(raw)
+        raw.x = raw.x[part]
+        raw.y = raw.y[part] if raw.y is not None else None
+        if not len(raw.x):
+            raise DataError(f"[{part.start or ''}:{part.stop or ''}] selects nothing of {name}'s {n:,} items")
+        raw.note = f"{raw.note}; items [{part.start or ''}:{part.stop or ''}] of {n:,} ({len(raw.x):,} used)"
+        return raw
     if name == "digits":
         from .digits import load_digits
         return load_digits()
@@ -116,8 +145,9 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
 def load_data(name: str, image_size=None, root=None, download: bool = False, split: str = "auto") -> RawData:
     """Load a data set and bring its images to ``image_size`` (default: the set's own size)."""
     raw = load_raw(name, root=root, download=download, split=split, image_size=image_size)
-    if raw.kind == "image" and image_size:
-        raw.x = resize_images(raw.x, int(image_size))
+    size = image_size or (DATASETS[name].image_size if name in DATASETS else None)
+    if raw.kind == "image" and size:
+        raw.x = resize_images(raw.x, int(size))
     return raw
 
 
@@ -128,8 +158,8 @@ def spec_of(name: str, image_size=None, raw: RawData | None = None) -> DataSpec:
         if raw.kind == "points":
             return DataSpec("points", dim=raw.x.shape[1])
         return DataSpec("image", raw.x.shape[1], raw.x.shape[-1], n_classes=raw.n_classes)
-    if name in DATASETS:
-        return DATASETS[name].spec(image_size)
+    if split_name(name)[0] in DATASETS:
+        return DATASETS[split_name(name)[0]].spec(image_size)
     return spec_of(name, raw=load_data(name, image_size))
 
 
@@ -153,4 +183,4 @@ def availability(name: str, root=None) -> str:
 
 
 __all__ = ["DATASETS", "DataSpec", "RawData", "TensorLoader", "availability", "data_root", "images_to_float",
-           "load_data", "load_raw", "spec_of", "resize_images"]
+           "load_data", "load_raw", "spec_of", "resize_images", "split_name"]

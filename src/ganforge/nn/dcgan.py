@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
 from .blocks import View
 
 
@@ -18,7 +19,7 @@ def dcgan_stages(image_size: int) -> tuple[int, int]:
     while base % 2 == 0 and base > 4:
         base, k = base // 2, k + 1
     if k == 0 or base > 8:
-        raise ValueError(f"DCGAN needs an image size of the form b * 2^k with b <= 8 and k >= 1, got {image_size}")
+        raise ConfigError(f"DCGAN-style networks need an image size of the form b * 2^k with b <= 8 and k >= 1, got {image_size}")
     return base, k
 
 

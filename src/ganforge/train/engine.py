@@ -233,12 +233,12 @@ class Trainer:
                 images += len(batch["x"]) * self.world
                 with self._autocast():
                     out = phase.step(batch)
-                for o in opts:
-                    o.zero_grad(set_to_none=True)
                 self.scaler.scale(out["loss"]).backward()
                 self.sync_grads(params)
                 for o in opts:
                     self.scaler.step(o)
+                    # Freed right away, so no gradient outlives its phase (or holds memory).
+                    o.zero_grad(set_to_none=True)
                 self.scaler.update()
                 self.model.after_phase(phase.name)
                 for k, v in out.items():

@@ -1,0 +1,181 @@
+"""The training engine: update isolation, the D:G schedule, exact resume, Ctrl-C, atomic checkpoints."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import ganforge
+from ganforge.train.checkpoint import atomic_save, load_checkpoint
+from ganforge.train.engine import Trainer, build_model
+from ganforge import config as C
+from ganforge.registry import get_model_class
+
+from conftest import QUIET, TINY_DCGAN, TINY_GAN
+
+
+def make_trainer(tmp_path, model="dcgan", **over):
+    cls = get_model_class(model)
+    tiny = TINY_DCGAN if model == "dcgan" else TINY_GAN
+    cfg = C.resolve(cls.defaults, {"model": model, "batch_size": 16, **QUIET, **tiny}, over)
+    return Trainer(cfg, tmp_path, progress=False)
+
+
+def snapshot(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def changed(before, net):
+    return [not torch.equal(a, b) for a, b in zip(before, net.parameters())]
+
+
+@pytest.mark.parametrize("model", ["gan", "dcgan"])
+def test_d_step_changes_only_d_and_g_step_only_g(tmp_path, model):
+    t = make_trainer(tmp_path, model)
+    d_phase, g_phase = t.phases
+    m = t.model
+
+    t.phases = [d_phase]
+    g0, d0 = snapshot(m.G), snapshot(m.D)
+    t.train_step({})
+    assert not any(changed(g0, m.G)), "a D step touched G's parameters"
+    assert all(changed(d0, m.D)), "a D step left some of D's parameters unchanged"
+    assert all(p.grad is None for p in m.G.parameters()), "a D step backpropagated into G"
+
+    t.phases = [g_phase]
+    g0, d0 = snapshot(m.G), snapshot(m.D)
+    t.train_step({})
+    assert not any(changed(d0, m.D)), "a G step touched D's parameters"
+    assert all(changed(g0, m.G)), "a G step left some of G's parameters unchanged"
+    assert all(p.grad is None for p in m.D.parameters()), "a G step accumulated gradients in D"
+
+
+@pytest.mark.parametrize("n_critic,g_steps", [(1, 1), (3, 1), (1, 2), (5, 2)])
+def test_update_schedule(tmp_path, n_critic, g_steps):
+    t = make_trainer(tmp_path, "gan", n_critic=n_critic, g_steps=g_steps)
+    calls = []
+    for ph in t.phases:
+        step = ph.step
+        ph.step = (lambda s, name: (lambda b: (calls.append(name), s(b))[1]))(step, ph.name)
+    consumed = [t.train_step({}) for _ in range(4)]
+    assert calls == (["D"] * n_critic + ["G"] * g_steps) * 4
+    # every update draws a fresh real batch, as in WGAN's critic loop
+    assert consumed == [16 * (n_critic + g_steps)] * 4
+
+
+def _weights(run):
+    return load_checkpoint(run / "checkpoints" / "last.pt")
+
+
+def _same_state(a, b):
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), f"model tensor {k} differs"
+    for name in a["optimizers"]:
+        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
+        for i in sa:
+            for k, v in sa[i].items():
+                assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb[i][k])), f"optimizer {name} {k} differs"
+
+
+@pytest.mark.parametrize("model,extra", [("dcgan", {}), ("gan", {"ema": 0.9}), ("dcgan", {"n_critic": 2})])
+def test_resume_is_bit_exact(tmp_path, model, extra):
+    tiny = TINY_DCGAN if model == "dcgan" else TINY_GAN
+    # batch 500 of 1,797 makes the N-step boundary fall mid-epoch with a partial epoch dropped
+    kw = dict(data="digits", batch_size=500, progress=False, sets={**QUIET, **tiny, **extra})
+    ganforge.train(model, out=tmp_path / "one", steps=8, **kw)
+    ganforge.train(model, out=tmp_path / "two", steps=4, **kw)
+    ganforge.train(resume=tmp_path / "two", steps=8, progress=False)
+    _same_state(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+
+
+def test_resume_drops_log_rows_past_the_checkpoint(tmp_path):
+    kw = dict(data="digits", batch_size=16, progress=False, sets={**QUIET, **TINY_GAN})
+    ganforge.train("gan", out=tmp_path, steps=4, **kw)
+    # as if the process died after logging step 6 but before checkpointing it
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 6, "time": 1.0, "D_loss": 0.0}) + "\n")
+    ganforge.train(resume=tmp_path, steps=6, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
+
+
+def test_run_directory_contents(tmp_path):
+    ganforge.train("dcgan", out=tmp_path, steps=4, data="digits", batch_size=16, progress=False,
+                   sets={**TINY_DCGAN, "log_every": 2, "sample_every": 2, "ckpt_every": 2})
+    cfg = C.load_yaml(tmp_path / "config.yaml")
+    assert cfg["model"] == "dcgan" and cfg["steps"] == 4 and cfg["g_width"] == 8
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert {"step", "time", "D_loss", "G_loss", "img_per_s"} <= set(rows[0])
+    assert all(isinstance(r["D_loss"], float) for r in rows)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
+    assert (tmp_path / "losses.png").stat().st_size > 1000
+    from safetensors.torch import load_file
+
+    g = load_file(tmp_path / "generator.safetensors")
+    model = ganforge.load(tmp_path)
+    assert torch.equal(g["G.net.0.weight"], model.G.net[0].weight)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"step": 1, "w": torch.ones(3)}, path)
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        atomic_save({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "temporary file left behind"
+
+
+def test_ema_tracks_generator(tmp_path):
+    t = make_trainer(tmp_path, "gan", ema=0.5)
+    m = t.model
+    before = snapshot(m.G_ema)
+    t.train_step({})
+    for e0, e, g in zip(before, m.G_ema.parameters(), m.G.parameters()):
+        assert torch.allclose(e, 0.5 * e0 + 0.5 * g, atol=1e-6)
+    assert not any(p.requires_grad for p in m.G_ema.parameters())
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ganforge", "train", "gan", "--steps", "1000000", "--batch-size", "16",
+           "--out", str(out), "--quiet", "--set", "log_every=1", "--set", "g_hidden=32", "--set", "d_hidden=16"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.stat().st_size > 0):
+        time.sleep(0.2)
+    assert log.exists(), proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert 0 < state["step"] < 1_000_000
+    result = ganforge.train(resume=out, steps=state["step"] + 2, progress=False)
+    assert result["step"] == state["step"] + 2
+
+
+def test_build_model_names_networks_after_the_paper():
+    m = ganforge.create("dcgan", **TINY_DCGAN)
+    assert isinstance(m.G, torch.nn.Module) and isinstance(m.D, torch.nn.Module)
+    x = m.sample(5, seed=3)
+    assert x.shape == (5, 1, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert torch.equal(x, m.sample(5, seed=3)) and not torch.equal(x, m.sample(5, seed=4))
+    m2 = build_model(m.cfg, m.spec)
+    assert type(m2) is type(m)
