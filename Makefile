@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/ganforge train dcgan --data digits --steps $(DEMO_STEPS) --out $(DEMO_OUT) --force
+	$(BIN)/ganforge train dcgan --config configs/demo.yaml --steps $(DEMO_STEPS) --out $(DEMO_OUT) --force
 	@echo "demo done: samples in $(DEMO_OUT)/samples/, loss plot $(DEMO_OUT)/losses.png"
 
 test: install

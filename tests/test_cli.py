@@ -145,7 +145,7 @@ def test_sample_png_and_npz(capsys, tmp_path, trained_run):
     code, out, _ = run_cli(capsys, "sample", trained_run, "--n", "10", "--seed", "1", "--out", tmp_path / "a.npz")
     assert code == 0 and "a.npz" in out
     a = np.load(tmp_path / "a.npz")["images"]
-    assert a.shape == (10, 1, 32, 32) and a.dtype == np.float32 and a.min() >= -1 and a.max() <= 1
+    assert a.shape == (10, 1, 28, 28) and a.dtype == np.float32 and a.min() >= -1 and a.max() <= 1
     run_cli(capsys, "sample", trained_run, "--n", "10", "--seed", "1", "--out", tmp_path / "b.npz")
     run_cli(capsys, "sample", trained_run, "--n", "10", "--seed", "2", "--out", tmp_path / "c.npz")
     assert np.array_equal(a, np.load(tmp_path / "b.npz")["images"])
@@ -153,7 +153,7 @@ def test_sample_png_and_npz(capsys, tmp_path, trained_run):
     code, _, _ = run_cli(capsys, "sample", trained_run, "--n", "16", "--out", tmp_path / "g.png")
     from PIL import Image
 
-    assert code == 0 and Image.open(tmp_path / "g.png").size[0] > 4 * 32
+    assert code == 0 and Image.open(tmp_path / "g.png").size[0] > 4 * 28
     code, _, err = run_cli(capsys, "sample", trained_run, "--out", tmp_path / "x.jpg")
     assert_one_line_error(code, err, ".png or .npz")
 

@@ -8,7 +8,7 @@ from ganforge.errors import DataError
 
 def test_digits_are_real_labelled_images():
     raw = load_data("digits")
-    assert raw.x.shape == (1797, 1, 32, 32) and raw.x.dtype == torch.uint8
+    assert raw.x.shape == (1797, 1, 28, 28) and raw.x.dtype == torch.uint8
     assert raw.y.shape == (1797,) and set(raw.y.tolist()) == set(range(10))
     counts = torch.bincount(raw.y)
     assert counts.min() >= 170 and counts.max() <= 190  # the set is balanced (174..183 per class)
@@ -22,8 +22,8 @@ def test_digits_are_real_labelled_images():
 
 def test_native_size_and_resize():
     assert load_data("digits", image_size=8).x.shape[-1] == 8
-    assert load_data("digits", image_size=28).x.shape[-1] == 28
-    assert spec_of("digits").shape == (1, 32, 32)
+    assert load_data("digits", image_size=32).x.shape[-1] == 32
+    assert spec_of("digits").shape == (1, 28, 28)  # MNIST's format, the built-in classifier's input
     assert spec_of("mnist").shape == (1, 28, 28) and spec_of("cifar10").shape == (3, 32, 32)
     assert spec_of("grid25").kind == "points" and spec_of("grid25").dim == 2
 

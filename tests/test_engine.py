@@ -157,12 +157,14 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
            "--out", str(out), "--quiet", "--set", "log_every=1", "--set", "g_hidden=32", "--set", "d_hidden=16"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "metrics.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and log.stat().st_size > 0):
         time.sleep(0.2)
-    assert log.exists(), proc.communicate()
+    if not log.exists():
+        proc.kill()
+        pytest.fail(f"training never logged a step: {proc.communicate()[1][-2000:]}")
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "--resume" in stderr
     state = load_checkpoint(out / "checkpoints" / "last.pt")
@@ -175,7 +177,7 @@ def test_build_model_names_networks_after_the_paper():
     m = ganforge.create("dcgan", **TINY_DCGAN)
     assert isinstance(m.G, torch.nn.Module) and isinstance(m.D, torch.nn.Module)
     x = m.sample(5, seed=3)
-    assert x.shape == (5, 1, 32, 32) and x.min() >= -1 and x.max() <= 1
+    assert x.shape == (5, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
     assert torch.equal(x, m.sample(5, seed=3)) and not torch.equal(x, m.sample(5, seed=4))
     m2 = build_model(m.cfg, m.spec)
     assert type(m2) is type(m)

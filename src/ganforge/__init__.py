@@ -2,7 +2,7 @@
 
     >>> import ganforge
     >>> model = ganforge.create("dcgan")          # networks under the paper's names: model.G, model.D
-    >>> images = model.sample(16, seed=0)          # (16, 1, 32, 32) in [-1, 1]
+    >>> images = model.sample(16, seed=0)          # (16, 1, 28, 28) in [-1, 1]
     >>> ganforge.train("dcgan", data="digits", steps=200, out="runs/quick")
     >>> model = ganforge.load("runs/quick")        # the trained model
 """

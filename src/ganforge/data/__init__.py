@@ -51,8 +51,8 @@ class DatasetInfo:
 
 
 DATASETS = {
-    "digits": DatasetInfo("digits", "image", "scikit-learn's 1,797 8x8 handwritten digits (embedded)",
-                          1, 32, 10),
+    "digits": DatasetInfo("digits", "image", "scikit-learn's 1,797 8x8 handwritten digits (embedded), as 28x28",
+                          1, 28, 10),
     "ring8": DatasetInfo("ring8", "points", "8 Gaussians on a circle of radius 1, std 0.01 (PacGAN)"),
     "grid25": DatasetInfo("grid25", "points", "25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (PacGAN)"),
     "mnist": DatasetInfo("mnist", "image", "MNIST handwritten digits, IDX files", 1, 28, 10, "mnist/"),
