@@ -68,17 +68,28 @@ def _positive(kind):
 
 def cmd_train(args) -> int:
     from .config import parse_sets
-    from .train import train
+    from .train import distributed, train
+
+    if args.nproc and args.nproc > 1 and distributed.env_world() <= 1:
+        # Re-run this very command under torchrun, in nproc processes (minus --nproc itself).
+        return distributed.launch(args.nproc, distributed.strip_nproc(args.argv))
 
     flags = {k: v for k, v in {"data": args.data, "batch_size": args.batch_size, "seed": args.seed,
-                               "device": args.device, "data_root": args.data_root}.items() if v is not None}
+                               "device": args.device, "data_root": args.data_root,
+                               "eval_every": args.eval_every}.items() if v is not None}
     if args.download:
         flags["download"] = True
+    if args.compile:
+        flags["compile"] = True
+    if args.amp:
+        flags["amp"] = args.amp
     if args.resume and args.model:
         raise ConfigError("give either a model to train or --resume DIR, not both")
     result = train(args.model, out=args.out, resume=args.resume, force=args.force, steps=args.steps,
                    config_file=args.config, sets=parse_sets(args.set), progress=not args.quiet, **flags)
     out = result["out"]
+    if distributed.env_rank() != 0:
+        return 0  # rank 0 reports for every process
     print(f"trained to step {result['step']}; run in {out}/")
     if result.get("samples"):
         print(f"  samples:     {result['samples']}")
@@ -100,13 +111,25 @@ def cmd_sample(args) -> int:
     out = Path(args.out) if args.out else Path(args.run) / f"sample_seed{args.seed}.png"
     if out.suffix not in (".png", ".npz"):
         raise ConfigError(f"--out must end in .png or .npz, got {out.name!r}")
-    cond = {}
+    cond, nrow = {}, None
     if args.label is not None:
+        if not getattr(model, "takes_label", False):  # base models would ignore it silently
+            raise ConfigError(f"{model.name} is not class-conditional, so --label does not apply to it")
         cond["label"] = args.label
-    try:
-        x = model.sample(args.n, seed=args.seed, use_ema=not args.no_ema, **cond)
-    except TypeError as e:
-        raise ConfigError(f"{model.name} does not take these sampling options: {e}") from None
+    if args.vary is not None:
+        if not hasattr(model, "traversal"):
+            raise ConfigError(f"{model.name} has no latent codes to vary; --vary is for infogan")
+        if args.label is not None:
+            raise ConfigError("give --label or --vary, not both")
+        if not args.out:
+            out = Path(args.run) / f"vary_{args.vary}_seed{args.seed}.png"
+        x, nrow = model.traversal(args.vary, seed=args.seed, use_ema=not args.no_ema)
+        args.n = len(x)
+    else:
+        try:
+            x = model.sample(args.n, seed=args.seed, use_ema=not args.no_ema, **cond)
+        except TypeError as e:
+            raise ConfigError(f"{model.name} does not take these sampling options: {e}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         key = "images" if model.spec.kind == "image" else "points"
@@ -114,9 +137,36 @@ def cmd_sample(args) -> int:
     elif model.spec.kind == "points":
         save_scatter(x, None, out, title=f"{model.name}: {args.n} samples")
     else:
-        save_grid(x, out)
+        save_grid(x, out, nrow=nrow)
     print(f"wrote {args.n} samples to {out}")
     del torch
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .metrics.evaluate import evaluate_run, format_result
+
+    rec = evaluate_run(args.run, metrics=args.metrics, features=args.features, n=args.n, ema=args.ema,
+                       seed=args.seed, device=args.device, data_root=args.data_root,
+                       inception_weights=args.inception_weights, download=args.download, baseline=args.baseline,
+                       progress=not args.quiet)
+    what = {"real": "real held-out images", "untrained": "the untrained generator"}.get(rec["baseline"]) or \
+        f"step {rec['step']}" + (" (EMA)" if rec["ema"] else "")
+    feats = f", {rec['features']} features" if "features" in rec else ""
+    print(f"{args.run}: {what}, {rec['n']} samples{feats}")
+    print(format_result(rec))
+    print(f"appended to {Path(args.run) / 'eval.jsonl'}")
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    from .metrics.classifier import train_classifier
+
+    r = train_classifier(args.data, out=args.out, root=args.data_root, seed=args.seed, steps=args.steps,
+                         progress=not args.quiet)
+    print(f"test accuracy {r['test_accuracy'] * 100:.2f}% on {r['n_test']:,} held-out images "
+          f"(train {r['train_accuracy'] * 100:.2f}% on {r['n_train']:,}); {r['seconds']:.0f} s")
+    print(f"wrote {r['out']}")
     return 0
 
 
@@ -145,7 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace the run already in --out")
     s.add_argument("--data-root", help="folder holding downloadable data sets")
     s.add_argument("--download", action="store_true", help="download the data set if missing")
+    s.add_argument("--eval-every", type=int, metavar="N",
+                   help="evaluate every N steps, logged in metrics.jsonl (sample count: --set eval_n=...)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--nproc", type=_positive(int), metavar="N",
+                   help="train data-parallel in N local processes, as torchrun would (one per GPU, or CPU processes)")
+    s.add_argument("--compile", action="store_true", help="torch.compile the networks (falls back if it fails)")
+    s.add_argument("--amp", choices=["off", "bf16", "fp16"], help="mixed precision (fp16 needs CUDA)")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
@@ -154,14 +210,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="FILE.png (a grid) or FILE.npz (array 'images', N x C x H x W in [-1, 1])")
     s.add_argument("--label", type=int, help="class to draw (conditional models)")
+    s.add_argument("--vary", metavar="CODE", help="latent code to traverse, e.g. c1 (infogan): a grid with one "
+                   "row per fixed noise vector and the code's values across")
     s.add_argument("--no-ema", action="store_true", help="use G rather than its EMA copy")
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.set_defaults(fn=cmd_sample)
+
+    s = sub.add_parser("eval", help="measure a run: Frechet distance, KID, precision/recall, classes, modes")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--metrics", help="comma-separated: fd,kid,is,pr,dc,classes,modes (default: by data kind)")
+    s.add_argument("--features", help="digits or inception (default: digits for mnist/digits, else inception)")
+    s.add_argument("--n", type=_positive(int), help="samples to draw (default 10000; 2500 for 2-D data)")
+    s.add_argument("--ema", action="store_true", help="sample from the EMA copy of G")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--baseline", choices=["real", "untrained"],
+                   help="measure real held-out images (the floor) or the untrained G (the ceiling) instead")
+    s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--data-root", help="folder holding downloadable data sets")
+    s.add_argument("--inception-weights", metavar="FILE",
+                   help="Inception-v3 weights (default: $GANFORGE_INCEPTION_WEIGHTS)")
+    s.add_argument("--download", action="store_true", help="allow downloading the Inception weights")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("train-classifier", help="train the built-in digit classifier behind --features digits")
+    s.add_argument("--data", default="mnist", choices=["mnist", "digits"])
+    s.add_argument("--out", help="weights file (default: the package's own, ganforge/assets/)")
+    s.add_argument("--steps", type=_positive(int), help="training steps (default: 2000 mnist, 1500 digits)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--data-root", help="folder holding MNIST (default: $GANFORGE_DATA)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_train_classifier)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from .train import Interrupted
 
     try:
@@ -170,7 +255,8 @@ def main(argv=None) -> int:
         print(f"ganforge: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f"ganforge: {e}", file=sys.stderr)
+        if e.main:  # under data parallelism every process stops here; one reports
+            print(f"ganforge: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("ganforge: interrupted; the last checkpoint on disk is kept", file=sys.stderr)

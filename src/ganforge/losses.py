@@ -10,13 +10,30 @@ Every function takes D's raw outputs (logits or critic values, any shape) and re
   the value c that G wants D to believe for fake data).
 - ``wasserstein``: Arjovsky et al. 2017, the critic estimates E[D(x)] - E[D(G(z))].
 - ``hinge``: Lim & Ye 2017 / Miyato et al. 2018, as used by SAGAN and BigGAN.
+- ``boundary``: Hjelm et al. 2018 (BGAN): D as in ``minimax``; G minimises
+  0.5 * (log D - log(1 - D))^2 = 0.5 * logit^2, pulling its samples onto D's decision boundary.
+
+Helpers used by several models: ``gradient_penalty`` (WGAN-GP, and any model that wants a
+Lipschitz critic), ``pulling_away`` (EBGAN's repelling regulariser), ``check_loss`` (validation
+with the closest names, called when a model is built).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("minimax", "nonsaturating", "ls", "wasserstein", "hinge")
+LOSSES = ("minimax", "nonsaturating", "ls", "wasserstein", "hinge", "boundary")
+# Losses that read D's output as the logit of a probability (label smoothing applies to them).
+CLASSIFIER_LOSSES = ("minimax", "nonsaturating", "boundary")
+
+
+def check_loss(kind) -> str:
+    """``kind`` if it names a loss, else a one-line ConfigError with the closest names."""
+    from .errors import ConfigError, closest
+
+    if kind not in LOSSES:
+        raise ConfigError(f"unknown loss {kind!r}{closest(str(kind), LOSSES)}; choose from {', '.join(LOSSES)}")
+    return kind
 
 
 def _bce(logits, target: float):
@@ -25,7 +42,7 @@ def _bce(logits, target: float):
 
 def d_loss(kind: str, real, fake, real_label: float = 1.0, a: float = 0.0, b: float = 1.0):
     """D's loss. ``real_label`` < 1 is one-sided label smoothing (Salimans et al. 2016)."""
-    if kind in ("minimax", "nonsaturating"):
+    if kind in CLASSIFIER_LOSSES:
         return _bce(real, real_label) + _bce(fake, 0.0)
     if kind == "ls":
         return 0.5 * ((real - b).pow(2).mean() + (fake - a).pow(2).mean())
@@ -45,6 +62,36 @@ def g_loss(kind: str, fake, c: float = 1.0):
         return _bce(fake, 1.0)
     if kind == "ls":
         return 0.5 * (fake - c).pow(2).mean()
+    if kind == "boundary":
+        # log D - log(1 - D) is the logit itself; its square is smallest on the boundary D = 1/2.
+        return 0.5 * fake.float().pow(2).mean()
     if kind in ("wasserstein", "hinge"):
         return -fake.mean()
     raise ValueError(f"unknown loss {kind!r}; choose from {', '.join(LOSSES)}")
+
+
+def gradient_penalty(D, real, fake, center: float = 1.0, alpha=None, **d_kwargs):
+    """Gulrajani et al. 2017: E[(||grad_x D(x_hat)||_2 - center)^2] at x_hat = a*real + (1-a)*fake.
+
+    ``a`` ~ U[0, 1] per sample unless ``alpha`` (shape (B,)) is given. The graph is kept
+    (create_graph) so that the penalty trains D. Extra keyword arguments go to ``D``.
+    """
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
+    alpha = alpha.view(-1, *([1] * (real.dim() - 1)))
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = D(x_hat, **d_kwargs)
+    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    norm = grad.flatten(1).norm(2, dim=1)
+    return (norm - center).pow(2).mean()
+
+
+def pulling_away(h):
+    """EBGAN's pulling-away term (Zhao et al. 2017): the mean squared cosine similarity over
+    distinct pairs of the batch's codes ``h`` (B, ...): 0 for orthogonal codes, 1 for parallel ones."""
+    h = F.normalize(h.flatten(1).float(), dim=1)
+    n = h.shape[0]
+    if n < 2:
+        return h.sum() * 0.0
+    sim = (h @ h.t()).pow(2)
+    return (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))

@@ -145,7 +145,8 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
 def load_data(name: str, image_size=None, root=None, download: bool = False, split: str = "auto") -> RawData:
     """Load a data set and bring its images to ``image_size`` (default: the set's own size)."""
     raw = load_raw(name, root=root, download=download, split=split, image_size=image_size)
-    size = image_size or (DATASETS[name].image_size if name in DATASETS else None)
+    base = split_name(name)[0]
+    size = image_size or (DATASETS[base].image_size if base in DATASETS else None)
     if raw.kind == "image" and size:
         raw.x = resize_images(raw.x, int(size))
     return raw

@@ -27,6 +27,15 @@ Classifier metric:
 * ``sample_mixture(name, n, generator=None, modes=None) -> (n, 2) float32 tensor``.
 * ``toy_modes(samples, name) -> dict(modes, n_modes, high_quality, kl)``.
 
+Evaluation (``ganforge eval``; see ``ganforge.metrics.evaluate``):
+
+* ``get_extractor("digits" | "inception", data=...)``: feature extractors (``features.py``).
+* ``class_metrics(logits) -> dict(classes, n_classes, class_kl)``: classes covered and KL of the
+  predicted-class histogram from uniform.
+* ``conditional_accuracy(model, n_per_class=100, features="digits", seed=0) -> float``: the
+  fraction of ``model.sample(n, seed=..., label=y)`` that the digit classifier labels y.
+* ``Evaluator``, ``evaluate_run(dir, ...)``, ``reference_stats(...)`` (cached real statistics).
+
 Importing this package needs only torch and numpy (the data module takes its toy mixtures from
 here); scipy is loaded on the first Frechet-distance call.
 """
@@ -35,9 +44,20 @@ from ganforge.metrics.inception_score import inception_score
 from ganforge.metrics.kid import kid
 from ganforge.metrics.prdc import density_coverage, prdc, precision_recall
 from ganforge.metrics.toy import TOY_MIXTURES, sample_mixture, toy_modes
+from ganforge.metrics.classifier import load_classifier, train_classifier
+from ganforge.metrics.evaluate import Evaluator, class_metrics, conditional_accuracy, evaluate_run, reference_stats
+from ganforge.metrics.features import get_extractor
 
 __all__ = [
+    "Evaluator",
     "TOY_MIXTURES",
+    "class_metrics",
+    "conditional_accuracy",
+    "evaluate_run",
+    "get_extractor",
+    "load_classifier",
+    "reference_stats",
+    "train_classifier",
     "density_coverage",
     "feature_stats",
     "frechet_distance",

@@ -19,7 +19,8 @@ def dcgan_stages(image_size: int) -> tuple[int, int]:
     while base % 2 == 0 and base > 4:
         base, k = base // 2, k + 1
     if k == 0 or base > 8:
-        raise ConfigError(f"DCGAN-style networks need an image size of the form b * 2^k with b <= 8 and k >= 1, got {image_size}")
+        raise ConfigError(f"DCGAN-style networks need an image size b * 2^k with b <= 8, k >= 1 (28, 32, 64, ...), "
+                          f"got {image_size}: pass --set image_size=64")
     return base, k
 
 

@@ -11,6 +11,7 @@ import copy
 import json
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from .. import config as C
 from ..data import DataSpec, TensorLoader, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, RunDirError
 from ..registry import get_model_class
+from . import distributed
 from .checkpoint import atomic_save, load_checkpoint, save_generator
 
 CKPT = "checkpoints/last.pt"
@@ -33,10 +35,10 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.jsonl", "samples", "checkpoin
 class Interrupted(Exception):
     """Training stopped by Ctrl-C (or SIGTERM) after saving a checkpoint."""
 
-    def __init__(self, step: int, out: Path):
+    def __init__(self, step: int, out: Path, main: bool = True):
         super().__init__(f"interrupted at step {step}; checkpoint saved; continue with "
                          f"`ganforge train --resume {out}`")
-        self.step, self.out = step, out
+        self.step, self.out, self.main = step, out, main
 
 
 def pick_device(name: str) -> torch.device:
@@ -126,6 +128,8 @@ class Trainer:
         self.rank, self.world = (dist or (0, 1))
         self.main = self.rank == 0
         self.device = pick_device(cfg["device"])
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())  # the local rank's, see setup()
         torch.manual_seed(cfg["seed"])
 
         raw = raw if raw is not None else load_data(cfg["data"], cfg["image_size"], root=cfg["data_root"],
@@ -139,7 +143,13 @@ class Trainer:
         if cfg["batch_size"] % self.world:
             raise ConfigError(f"batch size {cfg['batch_size']} does not split evenly over {self.world} processes")
 
-        self.model = build_model(cfg, self.spec).to(self.device)
+        self.model = build_model(cfg, self.spec)
+        if cfg.get("sync_bn") and self.world > 1:
+            distributed.convert_sync_bn(self.model, distributed.backend())
+        # NHWC for convolutions where it pays (benchmarks/fastpath.py); a no-op for linear layers.
+        self.memory_format = torch.channels_last if cfg.get("channels_last") and raw.kind == "image" \
+            else torch.contiguous_format
+        self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.model.rank, self.model.world = self.rank, self.world
         self.opts = self.model.optimizers()
         self.phases = self.model.phases()
@@ -155,14 +165,56 @@ class Trainer:
         if raw.y is not None:
             tensors["y"] = raw.y.to(self.device)
         self.loader = TensorLoader(tensors, cfg["batch_size"], seed=cfg["seed"], rank=self.rank, world=self.world,
-                                   transform=images_to_float if raw.kind == "image" else None)
+                                   transform=self._to_float if raw.kind == "image" else None)
 
-        amp = cfg["amp"] if self.device.type == "cuda" else "off"
+        amp = cfg["amp"]
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("amp=fp16 needs CUDA (float16 autocast with a GradScaler); on the CPU use amp=bf16 "
+                              "or amp=off")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        # With fused Adam (GANModel.adam) the scaler hands the inf check to the optimizer's kernel:
+        # no host sync per step even with fp16.
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         self.step = 0
         if resume_state is not None:
             self._load_state(resume_state)
+        # Batch-norm running statistics are the only state that can drift apart between
+        # processes (each sees its own slice); they are re-broadcast from rank 0 every step.
+        self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                            and not isinstance(m, torch.nn.SyncBatchNorm) for b in m.buffers()]
+        if self.world > 1:
+            distributed.broadcast_state(self.model)
+        self._compiled = self._compile() if cfg.get("compile") else False
+
+    def _to_float(self, batch: dict) -> dict:
+        batch = images_to_float(batch)
+        if self.memory_format is torch.channels_last:
+            batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+        return batch
+
+    # -- torch.compile --------------------------------------------------------------------
+    def _nets(self):
+        return [m for name, m in self.model.named_children()
+                if not name.endswith("_ema") and any(True for _ in m.parameters())]
+
+    def _compile(self) -> bool:
+        """Compile each network in place (state_dict keys unchanged, so checkpoints and resume are
+        the same with and without --compile); on failure warn once and train uncompiled."""
+        try:
+            for net in self._nets():
+                net.compile()
+        except Exception as e:  # noqa: BLE001 - no compiler, unsupported Python/platform, ...
+            self._uncompile(e)
+            return False
+        return True
+
+    def _uncompile(self, err: Exception) -> None:
+        for net in self._nets():
+            net._compiled_call_impl = None
+        if self.main:
+            msg = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+            print(f"ganforge: warning: torch.compile failed ({type(err).__name__}: {msg}); training without it",
+                  file=sys.stderr, flush=True)
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -207,22 +259,15 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def sync_grads(self, params) -> None:
-        """Average gradients over processes (a no-op in a single process)."""
+        """Average gradients over processes (a no-op in a single process); see distributed.py for
+        why this explicit all-reduce rather than DistributedDataParallel wrappers."""
         if self.world > 1:
-            import torch.distributed as dist
-
-            grads = [p.grad for p in params if p.grad is not None]
-            if grads:
-                flat = torch.cat([g.reshape(-1) for g in grads])
-                dist.all_reduce(flat)
-                flat /= self.world
-                offset = 0
-                for g in grads:
-                    g.copy_(flat[offset:offset + g.numel()].view_as(g))
-                    offset += g.numel()
+            distributed.average_grads(params, self.world)
 
     def train_step(self, acc: dict) -> int:
         """One iteration over all phases; returns the number of real images consumed."""
+        if self._compiled is True:
+            return self._first_compiled_step(acc)
         images = 0
         for phase in self.phases:
             self._set_trainable(phase)
@@ -244,8 +289,28 @@ class Trainer:
                 for k, v in out.items():
                     key = f"{phase.name}_loss" if k == "loss" else k
                     s, n = acc.get(key, (0.0, 0))
-                    acc[key] = (s + v.detach().float(), n + 1)
+                    acc[key] = (s + v.detach().float(), n + 1)  # stays on the device: no sync here
+        if self.world > 1 and self._bn_buffers:
+            distributed.broadcast_state(self.model, buffers=self._bn_buffers)
         self._update_ema()
+        return images
+
+    def _first_compiled_step(self, acc: dict) -> int:
+        """Compilation happens at the first call, so that is where it fails (no C++ compiler, no
+        triton, an unsupported op): then restore the state from before the step and run it eagerly."""
+        state = copy.deepcopy(self.state_dict())
+        self._compiled = "checked"
+        try:
+            part = {}
+            images = self.train_step(part)
+        except Exception as e:  # noqa: BLE001 - a real model error recurs below, uncompiled
+            self._uncompile(e)
+            self._compiled = False
+            self._load_state(state)
+            for o in self.opts.values():
+                o.zero_grad(set_to_none=True)
+            return self.train_step(acc)
+        acc.update(part)
         return images
 
     @torch.no_grad()
@@ -281,11 +346,37 @@ class Trainer:
         save_grid(images, path, nrow=getattr(self.model, "grid_nrow", None))
         return path
 
-    def _log(self, acc: dict, t0: float, images: int, start: float) -> dict:
+    def _evaluator(self):
+        if getattr(self, "_eval", None) is None:
+            from ..metrics.evaluate import Evaluator
+
+            c = self.cfg
+            self._eval = Evaluator(c["data"], self.raw.kind, self.raw.x if self.raw.kind == "image" else None,
+                                   metrics=c["eval_metrics"], n=c["eval_n"], seed=c["seed"], device=self.device,
+                                   features=None if c["eval_features"] == "auto" else c["eval_features"])
+            self._eval.settings()  # builds the feature extractor: raises here if it is unavailable
+        return self._eval
+
+    def evaluate(self) -> tuple[dict, float]:
+        """``eval_*`` metrics of the current G (its EMA copy if any) for metrics.jsonl, and the seconds taken."""
+        if not self.main:
+            return {}, 0.0
+        t = time.time()
+        res = self._evaluator().evaluate(self.model, use_ema=hasattr(self.model, "G_ema"))
+        res.pop("eval_seconds", None)
+        return {f"eval_{k}": v for k, v in res.items()}, time.time() - t
+
+    def _log(self, acc: dict, t0: float, images: int, start: float, extra: dict | None = None) -> dict:
         keys = list(acc)
-        values = torch.stack([acc[k][0] / acc[k][1] for k in keys]).tolist() if keys else []
+        values = torch.stack([torch.as_tensor(acc[k][0] / acc[k][1], device=self.device).float() for k in keys]) \
+            if keys else None
+        if values is not None and self.world > 1:  # the global batch's losses, not rank 0's slice
+            values = distributed.mean_over_ranks(values, self.world)
+        # The one host sync of the loop: loss values are fetched only when they are logged.
+        values = values.tolist() if values is not None else []
         row = {"step": self.step, "time": round(time.time() - start, 3)}
         row.update({k: round(v, 6) for k, v in zip(keys, values)})
+        row.update(extra or {})
         row["img_per_s"] = round(images / max(time.time() - t0, 1e-9), 1)
         if self.main:
             with open(self.out / "metrics.jsonl", "a") as f:
@@ -307,13 +398,17 @@ class Trainer:
         start = time.time() - self._elapsed()
         t0, images, acc, last = time.time(), 0, {}, {}
         self.model.train()
+        if cfg["eval_every"] and self.main:
+            self._evaluator()  # a bad eval setting fails now, not after eval_every steps
         try:
             while self.step < cfg["steps"]:
                 images += self.train_step(acc)
                 self.step += 1
                 bar.update(1)
-                if self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]:
-                    last = self._log(acc, t0, images, start)
+                evaluating = cfg["eval_every"] and self.step % cfg["eval_every"] == 0
+                if self.step % cfg["log_every"] == 0 or self.step == cfg["steps"] or evaluating:
+                    extra, eval_s = self.evaluate() if evaluating else ({}, 0.0)
+                    last = self._log(acc, t0 + eval_s, images, start, extra)  # img/s counts training only
                     bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k.endswith("loss")} |
                                     {"img/s": f"{last['img_per_s']:.0f}"})
                     t0, images, acc = time.time(), 0, {}
@@ -321,9 +416,12 @@ class Trainer:
                     self.write_samples()
                 if cfg["ckpt_every"] and self.step % cfg["ckpt_every"] == 0:
                     self.save_checkpoint()
-                if stop["flag"]:
+                if self.world > 1 and (self.step % cfg["log_every"] == 0 or self.step == cfg["steps"]):
+                    # Processes must stop at the same step, so they agree where they already sync.
+                    stop["flag"] = distributed.any_rank(stop["flag"], self.device)
+                if stop["flag"] and (self.world == 1 or self.step % cfg["log_every"] == 0):
                     self.save_checkpoint()
-                    raise Interrupted(self.step, self.out)
+                    raise Interrupted(self.step, self.out, self.main)
         finally:
             bar.close()
             self._restore_signals(handlers)
@@ -369,7 +467,9 @@ class Trainer:
             if stop["flag"]:  # a second Ctrl-C: stop now; the last checkpoint on disk stays valid
                 raise KeyboardInterrupt
             stop["flag"] = True
-            print("\nstopping after this step (Ctrl-C again to stop at once)...", flush=True)
+            if self.main:
+                when = "this step" if self.world == 1 else "the next log step, where the processes agree"
+                print(f"\nstopping after {when} (Ctrl-C again to stop at once)...", flush=True)
 
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         for s in old:
@@ -387,8 +487,27 @@ def train(model: str | None = None, *, out=None, resume=None, force: bool = Fals
     """Train a model (or resume a run) and return ``{"out", "step", "last", ...}``.
 
     ``flags`` are config keys (``data``, ``batch_size``, ``seed``, ...); ``sets`` are the
-    ``--set key=value`` overrides, applied last.
+    ``--set key=value`` overrides, applied last. Under torchrun (WORLD_SIZE > 1) every process
+    calls this; they train data-parallel and only rank 0 writes to ``out``.
     """
+    info = []
+    try:
+        return _train(model, out, resume, force, steps, config_file, sets, progress, flags, info)
+    finally:
+        if info:
+            distributed.cleanup()
+
+
+def _join(cfg: dict, info: list):
+    """Join torchrun's process group (if any); returns Trainer's ``dist`` argument."""
+    d = distributed.setup(cfg["device"])
+    if d is None:
+        return None
+    info.append(d)
+    return d.rank, d.world
+
+
+def _train(model, out, resume, force, steps, config_file, sets, progress, flags, info) -> dict:
     if resume is not None:
         out = Path(resume)
         if not is_run(out):
@@ -401,7 +520,8 @@ def train(model: str | None = None, *, out=None, resume=None, force: bool = Fals
             cfg["steps"] = steps
         cls = get_model_class(cfg["model"])
         cfg = C.resolve(cls.defaults, cfg)
-        trainer = Trainer(cfg, out, resume_state=state, progress=progress)
+        trainer = Trainer(cfg, out, resume_state=state, progress=progress, dist=_join(cfg, info))
+        distributed.barrier()  # every process has read the run before rank 0 rewrites its config
         if trainer.main:
             C.save_yaml(cfg, out / "config.yaml")
         return trainer.fit()
@@ -417,7 +537,11 @@ def train(model: str | None = None, *, out=None, resume=None, force: bool = Fals
     out = Path(out) if out else _default_out(cfg)
     if out.exists() and any(out.iterdir()) and not force:  # fail before the slow part
         _prepare_out(out, force)
-    trainer = Trainer(cfg, out, progress=progress)  # loads data and builds the model: may still fail
-    _prepare_out(out, force)
-    C.save_yaml(cfg, out / "config.yaml")
+    # loads data and builds the model: may still fail
+    trainer = Trainer(cfg, out, progress=progress, dist=_join(cfg, info))
+    distributed.barrier()  # every process has checked `out` before rank 0 writes into it
+    if trainer.main:
+        _prepare_out(out, force)
+        C.save_yaml(cfg, out / "config.yaml")
+    distributed.barrier()
     return trainer.fit()

@@ -1,0 +1,113 @@
+"""Mode-collapse benchmark: gan, lsgan, wgan, wgan-gp, ebgan and bgan on the 2-D mixtures.
+
+Every model trains through the ganforge engine (``ganforge.train``) on ring8 and grid25 with the
+same budget (generator steps, batch size) and the same seeds, with its own registered defaults
+(toy MLP widths, learning rates); ``gan``'s MNIST-sized MLPs are shrunk to the toy size. 2,500
+samples of each run are scored with ``ganforge.metrics.toy_modes`` (VEEGAN / PacGAN protocol:
+a sample is high quality within 3 std of its nearest mode; a mode is captured when it is the
+nearest mode of a high-quality sample).
+
+    python benchmarks/modes.py            # full: 3 seeds x 3000 steps
+    python benchmarks/modes.py --quick    # 1 seed x 300 steps, a smoke run
+
+Runs (config, checkpoint, scatter plot of the samples) are kept under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ganforge.metrics import toy_modes
+from ganforge.train import load_run, train
+
+MODELS = ("gan", "lsgan", "wgan", "wgan-gp", "ebgan", "bgan")
+DATA = ("ring8", "grid25")
+# Settings for the toy problem, the same for every model: a 2-D latent as in PacGAN's experiments.
+COMMON = {"z_dim": 2}
+# Per model, on top of its registered defaults: learning rates that move within the short budget
+# (the papers' image rates are 10x smaller), and toy-sized nets for gan, whose defaults are the
+# paper's MNIST nets (1200-unit G, 240x5 maxout D).
+OVERRIDES = {
+    "gan": {"g_hidden": 128, "d_hidden": 128, "dropout": 0.0, "lr": 1e-3},
+    "lsgan": {"lr": 1e-3},
+    "bgan": {"lr": 1e-3},
+    "ebgan": {"lr": 1e-3},
+    "wgan": {"lr": 5e-4},
+    "wgan-gp": {"lr": 5e-4, "betas": [0.5, 0.9]},
+}
+
+
+def run_one(model: str, data: str, seed: int, args) -> dict:
+    out = Path(args.out) / f"{model}-{data}-s{seed}"
+    sets = {"log_every": max(args.steps // 10, 1), "sample_every": 0, "ckpt_every": 0,
+            **COMMON, **OVERRIDES.get(model, {})}
+    t0 = time.time()
+    train(model, out=out, force=True, steps=args.steps, data=data, seed=seed, batch_size=args.batch_size,
+          device="cpu", sets=sets, progress=False)
+    seconds = time.time() - t0
+    samples = load_run(out).sample(args.n_samples, seed=10_000 + seed)
+    return {"model": model, "data": data, "seed": seed, "seconds": round(seconds, 1), **toy_modes(samples, data)}
+
+
+def table(rows: list[dict], models, data) -> str:
+    head = ["model"] + [f"{d} {k}" for d in data for k in ("modes mean", "modes min", "high-quality")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in models:
+        cells = [m]
+        for d in data:
+            rs = [r for r in rows if r["model"] == m and r["data"] == d]
+            if not rs:
+                cells += ["", "", ""]
+                continue
+            modes = [r["modes"] for r in rs]
+            hq = sum(r["high_quality"] for r in rs) / len(rs)
+            cells += [f"{sum(modes) / len(modes):.1f} / {rs[0]['n_modes']}", f"{min(modes)}", f"{100 * hq:.1f}%"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--data", nargs="+", default=list(DATA), choices=DATA)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=3000, help="generator steps per run")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--n-samples", type=int, default=2500)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", default="runs/modes")
+    p.add_argument("--json", help="also write every run's figures to this file")
+    p.add_argument("--quick", action="store_true", help="one seed, 300 steps")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.steps = args.seeds[:1], 300
+    torch.set_num_threads(args.threads)
+
+    command = "python benchmarks/modes.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    rows, t0 = [], time.time()
+    for data in args.data:
+        for model in args.models:
+            for seed in args.seeds:
+                r = run_one(model, data, seed, args)
+                rows.append(r)
+                print(f"{model:8s} {data:7s} seed {seed}: {r['modes']:2d}/{r['n_modes']} modes, "
+                      f"{100 * r['high_quality']:5.1f}% high quality, KL {r['kl']:.3f} ({r['seconds']:.0f} s)",
+                      flush=True)
+    print(f"\n{len(args.seeds)} seeds {args.seeds}, {args.steps} generator steps, batch {args.batch_size}, "
+          f"{args.n_samples} samples per run; {time.time() - t0:.0f} s in all, {args.threads} thread(s)")
+    print(f"command: {command.strip()}")
+    print(f"settings: {COMMON} for all; per model {OVERRIDES}\n")
+    print(table(rows, args.models, args.data))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"command": command.strip(), "runs": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""InfoGAN: Chen et al., "InfoGAN: Interpretable Representation Learning by Information Maximizing
+Generative Adversarial Nets", NeurIPS 2016.
+
+What is different from GAN: G's input is split into incompressible noise z and latent codes c
+(by default, as on MNIST in the paper: one 10-way categorical c1 and two continuous c2, c3 ~
+U(-1, 1)), and G is asked to keep c recoverable from its output. An auxiliary network Q, a small
+head on D's body (so it costs almost nothing), predicts c from G(z, c); the variational lower bound
+of the mutual information I(c; G(z, c)), i.e. minus Q's log-likelihood of the true codes, is
+added with weight lambda to both G's loss and D/Q's loss. Nothing says what the codes should mean:
+with no labels at all, c1 tends to take the digit class and c2, c3 style such as slant and width.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import losses
+from ..errors import ConfigError
+from ..nn import DCGANDiscriminator, DCGANGenerator
+from ..registry import register
+from .base import GANModel
+
+
+@register
+class InfoGAN(GANModel):
+    name = "infogan"
+    family = "conditional"
+    paper = "Chen et al., InfoGAN: Interpretable Representation Learning by Information Maximizing GANs"
+    year = 2016
+    # The paper's MNIST settings: 62 noise variables, lr 2e-4 for D and 1e-3 for G, lambda 1 for the
+    # categorical code and a smaller weight for the continuous ones (their scale differs).
+    defaults = {"z_dim": 62, "n_cat": 10, "n_cont": 2, "lambda_cat": 1.0, "lambda_cont": 0.1, "q_hidden": 128,
+                "g_width": 64, "d_width": 64, "lr_g": 1e-3, "loss": "nonsaturating"}
+
+    def build(self):
+        c, s = self.cfg, self.spec
+        if c["n_cat"] < 2 or c["n_cont"] < 0:
+            raise ConfigError(f"infogan needs n_cat >= 2 and n_cont >= 0, got {c['n_cat']} and {c['n_cont']}")
+        self.G = DCGANGenerator(c["z_dim"] + c["n_cat"] + c["n_cont"], s.channels, s.image_size, c["g_width"])
+        self.D = DCGANDiscriminator(s.channels, s.image_size, c["d_width"])
+        # Q has no convolutions of its own: it reads D's body features (the paper's Q is one FC layer
+        # on D's last hidden layer). Outputs: categorical logits, then continuous means.
+        self.Q = nn.Sequential(nn.Linear(self.D.feature_dim, c["q_hidden"]), nn.BatchNorm1d(c["q_hidden"]),
+                               nn.LeakyReLU(0.2, True), nn.Linear(c["q_hidden"], c["n_cat"] + c["n_cont"]))
+
+    def optimizers(self):
+        # Q is trained with D (its head shares D's body); G gets the paper's larger learning rate.
+        return {"G": self.adam(self.G.parameters(), self.cfg["lr_g"] or self.cfg["lr"]),
+                "D": self.adam([*self.D.parameters(), *self.Q.parameters()], self.cfg["lr_d"] or self.cfg["lr"])}
+
+    # -- codes ---------------------------------------------------------------------------
+    @property
+    def codes(self) -> list[str]:
+        """The codes' names as in the paper: c1 the categorical one, c2, c3, ... the continuous ones."""
+        return [f"c{i + 1}" for i in range(1 + self.cfg["n_cont"])]
+
+    def sample_inputs(self, n, generator=None, c1=None):
+        inputs = {"z": self.randn(n, self.cfg["z_dim"], generator=generator),
+                  "cat": self.randint(self.cfg["n_cat"], n, generator=generator),
+                  "cont": self.rand(n, self.cfg["n_cont"], generator=generator) * 2 - 1}
+        if c1 is not None:
+            if isinstance(c1, bool) or not isinstance(c1, int) or not 0 <= c1 < self.cfg["n_cat"]:
+                raise ConfigError(f"c1 must be in 0..{self.cfg['n_cat'] - 1}, got {c1!r}")
+            inputs["cat"].fill_(c1)
+        return inputs
+
+    def generate(self, inputs, net=None):
+        cat = F.one_hot(inputs["cat"], self.cfg["n_cat"]).to(inputs["z"].dtype)
+        return (net or self.G)(torch.cat([inputs["z"], cat, inputs["cont"]], 1))
+
+    # -- the mutual-information term -----------------------------------------------------
+    def q_out(self, features):
+        q = self.Q(features)
+        return q[:, :self.cfg["n_cat"]], q[:, self.cfg["n_cat"]:]
+
+    def info_loss(self, features, inputs) -> tuple[torch.Tensor, dict]:
+        """-(lower bound on I(c; G(z, c))) up to the constant H(c): Q's negative log-likelihood of c.
+
+        Categorical: cross-entropy. Continuous: a Gaussian with unit variance, i.e. 0.5 * squared
+        error (the paper fixes Q's variance too, on MNIST).
+        """
+        logits, mean = self.q_out(features)
+        l_cat = F.cross_entropy(logits, inputs["cat"])
+        l_cont = 0.5 * (mean - inputs["cont"]).pow(2).sum(1).mean() if self.cfg["n_cont"] else logits.new_zeros(())
+        loss = self.cfg["lambda_cat"] * l_cat + self.cfg["lambda_cont"] * l_cont
+        # log K - CE is the lower bound on I(c1; G(z, c)) in nats (<= log K).
+        return loss, {"MI_c1": math.log(self.cfg["n_cat"]) - l_cat.detach(), "L_cont": l_cont.detach()}
+
+    def d_step(self, batch):
+        real = batch["x"]
+        inputs = self.sample_inputs(len(real))
+        f_fake = self.D.features(self.generate(inputs))
+        d_real, d_fake = self.D(real), self.D.head(f_fake).squeeze(1)
+        info, logs = self.info_loss(f_fake, inputs)
+        return {"loss": losses.d_loss(self.cfg["loss"], d_real, d_fake) + info, "info": info, **logs}
+
+    def g_step(self, batch):
+        inputs = self.sample_inputs(len(batch["x"]))
+        f_fake = self.D.features(self.generate(inputs))
+        info, logs = self.info_loss(f_fake, inputs)
+        return {"loss": losses.g_loss(self.cfg["loss"], self.D.head(f_fake).squeeze(1)) + info, "G_info": info}
+
+    # -- what the codes do ---------------------------------------------------------------
+    @torch.no_grad()
+    def predict_codes(self, x):
+        """Q's estimate of (c1 index, continuous codes) for images ``x``."""
+        was = self.training
+        self.eval()
+        try:
+            logits, mean = self.q_out(self.D.features(x.to(self.device)))
+        finally:
+            self.train(was)
+        return logits.argmax(1), mean
+
+    @torch.no_grad()
+    def sample_with_codes(self, n: int, seed: int = 0, use_ema: bool = True):
+        """``n`` samples and the categorical code c1 each was drawn with (for code/class agreement)."""
+        g = torch.Generator().manual_seed(seed)
+        inputs = self.sample_inputs(n, g)
+        net = self.generator_net(use_ema)
+        was = net.training
+        net.eval()
+        try:
+            x = torch.cat([self.generate({k: v[i:i + 500] for k, v in inputs.items()}, net).float().cpu()
+                           for i in range(0, n, 500)])
+        finally:
+            net.train(was)
+        return x, inputs["cat"].cpu()
+
+    @torch.no_grad()
+    def traversal(self, code: str, n_rows: int = 10, n_cols: int = 10, seed: int = 0, use_ema: bool = True,
+                  span: float = 2.0):
+        """The latent-traversal grid of the paper's Figure 2: ``(images, n_cols)``, row-major.
+
+        ``c1``: each row one fixed z, the columns the values of c1 (so n_cols = n_cat). ``c2``...:
+        row i fixes z and c1 = i mod n_cat, the columns sweep that code over [-span, span] (the
+        paper sweeps -2..2, past the [-1, 1] it was trained on), other continuous codes at 0.
+        """
+        if code not in self.codes:
+            raise ConfigError(f"{self.name} has no code {code!r}; its codes are {', '.join(self.codes)} "
+                              f"(c1: {self.cfg['n_cat']}-way categorical, the rest continuous)")
+        g = torch.Generator().manual_seed(seed)
+        k, n_cont = self.cfg["n_cat"], self.cfg["n_cont"]
+        if code == "c1":
+            n_cols = k
+        z = self.randn(n_rows, self.cfg["z_dim"], generator=g).repeat_interleave(n_cols, 0)
+        cont = torch.zeros(n_rows * n_cols, n_cont, device=z.device)
+        if code == "c1":
+            cat = torch.arange(k, device=z.device).repeat(n_rows)
+        else:
+            cat = (torch.arange(n_rows, device=z.device) % k).repeat_interleave(n_cols)
+            cont[:, int(code[1:]) - 2] = torch.linspace(-span, span, n_cols, device=z.device).repeat(n_rows)
+        net = self.generator_net(use_ema)
+        was = net.training
+        net.eval()
+        try:
+            images = self.generate({"z": z, "cat": cat, "cont": cont}, net).float().cpu()
+        finally:
+            net.train(was)
+        return images, n_cols

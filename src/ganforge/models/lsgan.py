@@ -1,0 +1,28 @@
+"""LSGAN: Mao et al., "Least Squares Generative Adversarial Networks", ICCV 2017.
+
+What is different from DCGAN: the loss. D regresses to label b on real data and a on fake
+data, G pulls D's output on its samples towards c (the a-b-c coding of section 3.2):
+min_D 1/2 E[(D(x) - b)^2] + 1/2 E[(D(G(z)) - a)^2], min_G 1/2 E[(D(G(z)) - c)^2]. Unlike the log
+loss, the square keeps penalising fakes that are classified correctly but lie far from the data,
+so G keeps getting gradients. Defaults are the paper's 0-1 coding (a=0, b=c=1); a=-1, b=1, c=0
+minimises the Pearson chi^2 divergence. D's output is linear.
+"""
+from __future__ import annotations
+
+from ..nn import gan_nets
+from ..registry import register
+from .base import GANModel
+
+
+@register
+class LSGAN(GANModel):
+    name = "lsgan"
+    family = "objectives"
+    paper = "Mao et al., Least Squares Generative Adversarial Networks"
+    year = 2017
+    data_kinds = ("image", "points")
+    defaults = {"z_dim": 100, "g_width": 64, "d_width": 64, "toy_hidden": 128, "toy_layers": 3,
+                "loss": "ls", "a": 0.0, "b": 1.0, "c": 1.0, "lr": 1e-4}
+
+    def build(self):
+        self.G, self.D = gan_nets(self.spec, self.cfg)

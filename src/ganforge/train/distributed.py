@@ -1,0 +1,251 @@
+"""Data-parallel training over processes: torchrun's environment, gradient averaging, the launcher.
+
+Run ``torchrun --nproc-per-node N -m ganforge train ...``, or ``ganforge train ... --nproc N``,
+which starts N local processes with the environment torchrun would give them (``launch``). Each
+process holds a full copy of every network and trains on its ``batch_size / N`` slice of each
+global batch (``TensorLoader``), with the noise of the global batch drawn identically on every
+process and sliced (``GANModel.randn``). After each backward
+the gradients of the phase's parameters are averaged over processes, so every process applies
+the same update and the weights stay identical, as one process with the global batch would.
+
+Why an explicit all-reduce rather than ``torch.nn.parallel.DistributedDataParallel`` wrappers
+(the same choice as stylegan2-ada-pytorch and stylegan3): DDP hooks the gradients of a module
+called through its wrapper and expects each forward to be followed by exactly one backward that
+reaches every parameter it was built with. GAN steps break all three: models call ``self.G`` and
+``self.D`` directly (under the paper's names), the engine switches ``requires_grad`` per phase
+(a G step must not fill D's gradients, so DDP would wait for buckets that never fill), and D
+runs several times per update (real, fake, gradient penalties that backpropagate twice).
+Averaging the flat gradient of the phase's own parameters once per update is what DDP computes,
+without those constraints; it costs one all-reduce per update instead of overlapping buckets
+with backward, which on small GAN networks is a small price.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world: int
+    local_rank: int
+    backend: str
+
+
+def env_world() -> int:
+    """The number of processes torchrun started (1 when not under torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def env_rank() -> int:
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def backend_for(device_name: str) -> str:
+    """NCCL for processes that train on CUDA, gloo on the CPU."""
+    cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    return "nccl" if cuda else "gloo"
+
+
+def setup(device_name: str) -> DistInfo | None:
+    """Join the process group torchrun describes in the environment, or None in one process.
+
+    NCCL when the processes train on CUDA, gloo on the CPU. Each process takes the GPU of its
+    local rank.
+    """
+    if env_world() <= 1:
+        return None
+    rank, world = int(os.environ["RANK"]), env_world()
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    backend = backend_for(device_name)
+    if backend == "nccl":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but no CUDA device is available (try --device cpu)")
+        if local >= torch.cuda.device_count():
+            raise ConfigError(f"local rank {local} has no GPU: {torch.cuda.device_count()} visible; "
+                              "start at most that many processes per node")
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend, rank=rank, world_size=world)
+    return DistInfo(rank, world, local, backend)
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _flat_apply(tensors, op) -> None:
+    """Run the collective ``op`` on the tensors as one flat buffer per dtype (one message, not many)."""
+    by_dtype: dict = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        op(flat)
+        offset = 0
+        for t in group:
+            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+
+def average_grads(params, world: int) -> None:
+    """Replace each gradient by its mean over the processes."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads:
+        _flat_apply(grads, lambda flat: (dist.all_reduce(flat), flat.div_(world)))
+
+
+@torch.no_grad()
+def broadcast_state(module: nn.Module, buffers=None) -> None:
+    """Copy rank 0's parameters and buffers (or only the given ``buffers``) to every process.
+
+    Buffers matter for batch norm: without SyncBatchNorm each process updates its running
+    statistics from its own slice, and rank 0's become everyone's, as DDP's broadcast_buffers does.
+    """
+    tensors = list(buffers) if buffers is not None else [*module.parameters(), *module.buffers()]
+    if tensors:
+        _flat_apply(tensors, lambda flat: dist.broadcast(flat, 0))
+
+
+def mean_over_ranks(values: torch.Tensor, world: int) -> torch.Tensor:
+    values = values.clone()
+    dist.all_reduce(values)
+    return values.div_(world)
+
+
+def any_rank(flag: bool, device) -> bool:
+    """True on every process when ``flag`` is true on any (e.g. Ctrl-C seen by one process)."""
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def backend() -> str | None:
+    return dist.get_backend() if dist.is_initialized() else None
+
+
+def convert_sync_bn(model: nn.Module, backend: str | None) -> int:
+    """Swap BatchNorm for SyncBatchNorm, so batch statistics come from the global batch.
+
+    Returns how many layers changed. PyTorch implements SyncBatchNorm only for CUDA/XPU (and
+    NCCL-style backends); on the CPU with gloo it cannot run, so that is an error rather than a
+    silent fallback to per-process statistics.
+    """
+    if backend is None:
+        return 0  # one process: the batch statistics already are the global batch's
+    if backend == "gloo":
+        raise ConfigError("sync_bn needs CUDA: PyTorch's SyncBatchNorm does not run on the CPU (gloo); "
+                          "drop --set sync_bn=true (each process then normalises its own slice)")
+    n = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place below the root; parameters are kept
+    return n
+
+
+# -- the launcher --------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, argv: list, threads: int) -> None:
+    # Its own process group: a Ctrl-C at the terminal reaches only the launcher, which passes it
+    # on exactly once (a second one means "stop now" to the training loop).
+    os.setpgrp()
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if threads:
+        torch.set_num_threads(threads)
+    from ..cli import main
+
+    sys.exit(main(argv))
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``ganforge <argv>`` in ``nproc`` local processes, as torchrun would; returns the exit code.
+
+    Each process gets torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT).
+    If one process fails, the others are stopped (they would wait for it forever in the next
+    all-reduce); Ctrl-C and SIGTERM are passed on, so the run saves a checkpoint and stops.
+    """
+    import multiprocessing as mp
+    import signal
+    import time
+
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise ConfigError(f"--nproc must be a positive number of processes, got {nproc!r}")
+    cpus = os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if nproc > 4 * max(cpus, gpus):
+        raise ConfigError(f"--nproc {nproc} is far more processes than this machine has CPUs ({cpus})")
+    # Share the cores rather than oversubscribe them (torchrun would set 1 thread each).
+    threads = 0 if "OMP_NUM_THREADS" in os.environ else max(1, cpus // nproc)
+    ctx = mp.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, nproc, port, list(argv), threads)) for r in range(nproc)]
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for p in procs:
+            p.start()
+        failed_at = None
+        while any(p.exitcode is None for p in procs):
+            codes = [p.exitcode for p in procs]
+            if failed_at is None and any(c not in (None, 0) for c in codes):
+                failed_at = time.time()
+            if failed_at is not None and time.time() - failed_at > 5:
+                for p in procs:  # the rest wait for the failed one in a collective: stop them
+                    if p.is_alive():
+                        p.terminate()
+            time.sleep(0.05)
+        for p in procs:
+            p.join()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    codes = [p.exitcode for p in procs]
+    bad = [c for c in codes if c != 0]
+    if not bad:
+        return 0
+    # The first meaningful code: 130 (interrupted) or 2 (user error) over signals from terminate().
+    return next((c for c in bad if c > 0), 1)
+
+
+def strip_nproc(argv: list[str]) -> list[str]:
+    """``argv`` without its ``--nproc N`` / ``--nproc=N`` (the workers must not launch again)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out

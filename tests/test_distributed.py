@@ -1,0 +1,126 @@
+"""Data-parallel training: 2 CPU processes (gloo) train exactly what one process trains."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ganforge
+from ganforge.cli import main
+from ganforge.errors import ConfigError
+from ganforge.train import distributed
+from ganforge.train.checkpoint import load_checkpoint
+
+from conftest import TINY_GAN
+
+# gan without dropout: no batch norm and no random masks, so a process's slice of the global
+# batch goes through exactly the arithmetic one process does on the whole batch.
+SETS = {**TINY_GAN, "dropout": 0.0, "log_every": 2, "sample_every": 0, "ckpt_every": 0}
+
+
+def _cli(out, steps, *extra):
+    cmd = [sys.executable, "-m", "ganforge", "train", "gan", "--steps", str(steps), "--batch-size", "32",
+           "--quiet", "--out", str(out)]
+    for k, v in SETS.items():
+        cmd += ["--set", f"{k}={v}"]
+    return subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=300)
+
+
+def _one_process(out, steps):
+    return ganforge.train("gan", out=out, steps=steps, data="digits", batch_size=32, progress=False, sets=SETS)
+
+
+def _close(run_a, run_b, atol=1e-5):
+    a, b = load_checkpoint(run_a / "checkpoints" / "last.pt"), load_checkpoint(run_b / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"]
+    worst = max((a["model"][k].float() - b["model"][k].float()).abs().max().item() for k in a["model"])
+    assert worst < atol, f"weights differ by up to {worst}"
+    return worst
+
+
+def test_two_processes_train_what_one_does_and_resume_crosses_over(tmp_path):
+    ddp, one = tmp_path / "ddp", tmp_path / "one"
+    r = _cli(ddp, 4, "--nproc", "2")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stdout.count("trained to step 4") == 1, "only rank 0 reports"
+    _one_process(one, 4)
+    _close(ddp, one)
+    # Only rank 0 writes: one checkpoint, one log row per log step, one final sample grid.
+    assert [p.name for p in (ddp / "checkpoints").iterdir()] == ["last.pt"]
+    steps = [line for line in (ddp / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert len(steps) == 2
+    assert [p.name for p in (ddp / "samples").iterdir()] == ["step_000004.png"]
+    # Loader position and RNG are rank-independent: the 2-process run resumes in one process.
+    ganforge.train(resume=ddp, steps=6, progress=False)
+    ganforge.train(resume=one, steps=6, progress=False)
+    _close(ddp, one)
+
+
+@pytest.mark.slow
+def test_one_process_run_resumes_under_two(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _one_process(a, 2)
+    r = subprocess.run([sys.executable, "-m", "ganforge", "train", "--resume", str(a), "--steps", "4",
+                        "--nproc", "2", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    _one_process(b, 4)
+    _close(a, b)
+
+
+def test_mismatched_runs_are_detected(tmp_path):
+    # The tolerance above can fail: a run with another seed differs by far more than 1e-5.
+    a, b = tmp_path / "a", tmp_path / "b"
+    _one_process(a, 2)
+    ganforge.train("gan", out=b, steps=2, data="digits", batch_size=32, progress=False, seed=1, sets=SETS)
+    with pytest.raises(AssertionError):
+        _close(a, b)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_nproc_rejects_nonsense(value, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "gan", "--nproc", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--nproc" in err and "Traceback" not in err
+
+
+def test_launcher_checks_its_argument():
+    for bad in (0, -3, True, 10_000):
+        with pytest.raises(ConfigError):
+            distributed.launch(bad, ["train", "gan"])
+
+
+def test_launcher_drops_its_own_flag():
+    assert distributed.strip_nproc(["train", "gan", "--nproc", "2", "--steps", "3"]) == ["train", "gan", "--steps", "3"]
+    assert distributed.strip_nproc(["train", "--nproc=4", "gan"]) == ["train", "gan"]
+
+
+def test_backend_follows_the_device():
+    assert distributed.backend_for("cpu") == "gloo"
+    assert distributed.backend_for("cuda") == "nccl" and distributed.backend_for("cuda:1") == "nccl"
+    assert distributed.backend_for("auto") == ("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def test_sync_bn_converts_on_nccl_and_is_a_clear_error_on_gloo():
+    model = ganforge.create("dcgan", g_width=8, d_width=8, z_dim=16)
+    keys = set(model.state_dict())
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert n_bn > 0
+    assert distributed.convert_sync_bn(model, None) == 0  # one process: nothing to synchronise
+    with pytest.raises(ConfigError, match="CUDA"):
+        distributed.convert_sync_bn(model, "gloo")
+    assert distributed.convert_sync_bn(model, "nccl") == n_bn
+    assert sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules()) == n_bn
+    assert set(model.state_dict()) == keys, "checkpoints must load with and without sync_bn"
+
+
+@pytest.mark.slow
+def test_sync_bn_under_two_cpu_processes_fails_cleanly(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ganforge", "train", "dcgan", "--steps", "2", "--batch-size", "16",
+                        "--nproc", "2", "--quiet", "--out", str(tmp_path / "run"), "--set", "sync_bn=true",
+                        "--set", "g_width=8", "--set", "d_width=8"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "SyncBatchNorm" in r.stderr
+    assert not (tmp_path / "run" / "config.yaml").exists()

@@ -1,0 +1,205 @@
+"""Built-in evaluation: feature extractors, cached reference statistics, class/mode metrics, `ganforge eval`."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ganforge
+from ganforge.cli import main
+from ganforge.data import load_data
+from ganforge.errors import ConfigError, GanforgeError
+from ganforge.metrics import class_metrics, conditional_accuracy, get_extractor, reference_stats, sample_mixture
+from ganforge.metrics import evaluate as E
+from ganforge.metrics import features as Fe
+
+from conftest import TINY_DCGAN
+
+TINY = ["--batch-size", "16", "--quiet", "--set", "g_width=8", "--set", "d_width=8", "--set", "z_dim=16",
+        "--set", "sample_every=0"]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GANFORGE_INCEPTION_WEIGHTS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "dcgan", "--steps", "2", "--out", str(out), "--force", *TINY]) == 0
+    return out
+
+
+def one_line_error(capsys, argv, *needles):
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("ganforge: error:"), err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- features
+def test_digits_features_shapes_and_weights_follow_the_data_set():
+    x = torch.rand(7, 1, 28, 28) * 2 - 1
+    for data in ("digits", "mnist"):
+        ex = get_extractor("digits", data=data)
+        f, logits = ex.extract(x)
+        assert f.shape == (7, 128) and logits.shape == (7, 10) and ex.dim == 128
+        assert data in ex.key
+    assert get_extractor("digits", "digits").key != get_extractor("digits", "mnist").key
+    # RGB and other sizes are converted, not rejected.
+    f, _ = get_extractor("digits", "mnist").extract(torch.rand(3, 3, 32, 32))
+    assert f.shape == (3, 128)
+
+
+def test_unknown_features_name_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean inception"):
+        get_extractor("incepton")
+
+
+# ---------------------------------------------------------------------------- reference cache
+def test_reference_stats_are_cached_and_keyed(monkeypatch):
+    ex = get_extractor("digits", "digits")
+    calls = []
+    real_extract = ex.extract
+    monkeypatch.setattr(ex, "extract", lambda *a, **k: calls.append(1) or real_extract(*a, **k))
+    x = load_data("digits").x[:300]
+
+    first = reference_stats("digits", x, ex)
+    assert not first["cached"] and first["path"].is_file() and len(calls) == 1
+    second = reference_stats("digits", x, ex)
+    assert second["cached"] and len(calls) == 1  # read back, not recomputed
+    np.testing.assert_array_equal(first["mu"], second["mu"])
+    np.testing.assert_array_equal(first["feats"], second["feats"])
+
+    # A different image set, image size or extractor is a different entry.
+    reference_stats("digits", x[:200], ex)
+    reference_stats("digits", torch.nn.functional.interpolate(x.float(), size=32).to(torch.uint8), ex)
+    assert len(calls) == 3
+    other = get_extractor("digits", "mnist")
+    third = reference_stats("digits", x, other)
+    assert not third["cached"] and third["path"] != first["path"]
+
+    # A damaged entry is recomputed, not trusted.
+    first["path"].write_bytes(b"garbage")
+    again = reference_stats("digits", x, ex)
+    assert not again["cached"] and len(calls) == 4
+    np.testing.assert_allclose(again["mu"], first["mu"])
+
+
+# ---------------------------------------------------------------------------- metrics
+def test_class_metrics():
+    one = torch.zeros(100, 10)
+    one[:, 3] = 5
+    r = class_metrics(one)
+    assert r["classes"] == 1 and r["class_kl"] == pytest.approx(math.log(10))
+    even = torch.eye(10).repeat(10, 1)
+    r = class_metrics(even)
+    assert r["classes"] == 10 and r["class_kl"] == pytest.approx(0.0, abs=1e-12)
+    # A stray sample does not cover a class: 1 of 1000 is below 10% of the uniform share (100).
+    lab = torch.zeros(1000, dtype=torch.long)
+    lab[0] = 7
+    r = class_metrics(torch.nn.functional.one_hot(lab, 10).float())
+    assert r["classes"] == 1
+
+
+class _RealDigits:
+    """A stand-in conditional generator that returns real digits of the asked class (or a wrong one)."""
+
+    def __init__(self, shift=0):
+        raw = load_data("digits")
+        self.x, self.y, self.shift = raw.x.float() / 127.5 - 1, raw.y, shift
+        self.cfg = {"data": "digits"}
+
+    def sample(self, n, seed=0, use_ema=True, label=0):
+        pool = self.x[self.y == (label + self.shift) % 10]
+        idx = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]
+        return pool[idx]
+
+
+def test_conditional_accuracy_tells_right_from_wrong_classes():
+    acc, per_class = conditional_accuracy(_RealDigits(), n_per_class=30, per_class=True)
+    assert acc >= 0.95 and len(per_class) == 10
+    assert conditional_accuracy(_RealDigits(shift=1), n_per_class=30) <= 0.05
+
+
+def test_modes_for_the_2d_mixtures():
+    ev = E.Evaluator("grid25", "points")
+    assert ev.metrics == ["modes"]
+    full = ev.evaluate_samples(sample_mixture("grid25", 2500, torch.Generator().manual_seed(0)))
+    assert full["modes"] == 25 and full["high_quality"] > 0.95
+    few = ev.evaluate_samples(sample_mixture("grid25", 2500, torch.Generator().manual_seed(0), modes=[0, 5, 9]))
+    assert few["modes"] == 3 and few["mode_kl"] > 2
+
+
+def test_fd_of_real_halves_is_far_below_an_untrained_generator():
+    raw = load_data("digits")
+    a, b = E._halves(len(raw))
+    ev = E.Evaluator("digits", "image", raw.x[a], metrics="fd,classes", n=len(b))
+    real = ev.evaluate_samples(raw.x[b])
+    untrained = ev.evaluate(ganforge.create("dcgan", data="digits", **TINY_DCGAN))
+    assert real["fd"] * 20 < untrained["fd"], (real["fd"], untrained["fd"])
+    assert real["classes"] == 10 and real["class_kl"] < 0.05
+    assert untrained["classes"] < 10
+
+
+# ---------------------------------------------------------------------------- ganforge eval
+def test_eval_cli_end_to_end(capsys, run_dir):
+    assert main(["eval", str(run_dir), "--n", "300", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fd", "kid", "precision", "recall", "density", "coverage", "classes", "eval.jsonl"):
+        assert name in out, out
+    rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["n"] == 300 and r["features"] == "digits" and r["step"] == 2 and r["ema"] is False
+    assert r["fd"] > 0 and 0 <= r["precision"] <= 1 and 0 <= r["classes"] <= 10
+
+    assert main(["eval", str(run_dir), "--n", "300", "--metrics", "fd", "--baseline", "real", "--quiet"]) == 0
+    rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[1]["baseline"] == "real" and rows[1]["fd"] < r["fd"]
+    assert "kid" not in rows[1]
+
+
+def test_eval_every_logs_metrics_beside_the_losses(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "dcgan", "--steps", "4", "--out", str(out), *TINY, "--set", "log_every=4",
+                 "--eval-every", "2", "--set", "eval_n=64", "--set", "eval_metrics=fd,classes"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert all("eval_fd" in r and "eval_classes" in r for r in rows)
+    assert "G_loss" in rows[-1]
+
+
+def test_eval_errors_are_one_line(capsys, run_dir, tmp_path, monkeypatch):
+    line = one_line_error(capsys, ["eval", run_dir, "--metrics", "fd,kdi"], "unknown metric", "kid")
+    assert "did you mean" in line
+    one_line_error(capsys, ["eval", tmp_path], "not a ganforge run")
+    one_line_error(capsys, ["eval", run_dir, "--metrics", "modes"], "modes")
+    one_line_error(capsys, ["eval", run_dir, "--ema"], "EMA")
+    one_line_error(capsys, ["eval", run_dir, "--features", "incepton"], "inception")
+    # No Inception weights anywhere here: one line saying so and how to point ganforge at a file.
+    monkeypatch.setattr(Fe, "fid_helper_weights", lambda: None)
+    monkeypatch.setattr(Fe, "_hub_weights", lambda: None)
+    line = one_line_error(capsys, ["eval", run_dir, "--features", "inception"], "Inception")
+    assert "GANFORGE_INCEPTION_WEIGHTS" in line and "--inception-weights" in line
+    one_line_error(capsys, ["eval", run_dir, "--features", "inception", "--inception-weights", tmp_path / "nope.pth"],
+                   "not found")
+    # Nothing was written for the failed evaluations.
+    assert not (run_dir / "eval.jsonl").exists() or all(
+        "fd" in json.loads(r) for r in (run_dir / "eval.jsonl").read_text().splitlines())
+
+
+def test_is_needs_a_classifier_head():
+    ex = Fe.Extractor()
+    ex.key, ex.name = "fake", "inception"
+    ev = E.Evaluator("digits", "image", load_data("digits").x[:50], metrics="is", features="digits", n=50)
+    ev._ex = ex
+    ex._batch = lambda x: (torch.randn(len(x), 4), None)
+    with pytest.raises(GanforgeError, match="no classifier head"):
+        ev.evaluate_samples(torch.rand(50, 1, 28, 28))
