@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEMO_STEPS ?= 1500
+DEMO_STEPS ?= 2000
 DEMO_OUT   ?= runs/demo
 
 .PHONY: install demo test test-fast bench clean
