@@ -20,6 +20,7 @@ from torch import nn
 from .. import losses
 from ..data import DataSpec
 from ..errors import ConfigError
+from ..nn import evaluating
 
 # Options of the default d_step/g_step (Salimans et al. 2016); config keys in config.ENGINE_DEFAULTS.
 IMPROVED_GAN = ("feature_matching", "minibatch_discrimination", "label_smoothing", "historical_averaging")
@@ -161,18 +162,16 @@ class GANModel(nn.Module):
                **cond) -> torch.Tensor:
         """``n`` samples on the CPU, images in [-1, 1]; the same seed gives the same samples."""
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        inputs = self.sample_inputs(n, g, **cond)
+        return self.generate_eval(self.sample_inputs(n, g, **cond), use_ema, batch_size)
+
+    @torch.no_grad()
+    def generate_eval(self, inputs: dict, use_ema: bool = True, batch_size: int = 500) -> torch.Tensor:
+        """G's output for ``inputs`` in eval mode (batch norm on running statistics), on the CPU, in chunks."""
         net = self.generator_net(use_ema)
-        was_training = net.training
-        net.eval()
-        try:
-            chunks = []
-            for i in range(0, n, batch_size):
-                part = {k: v[i:i + batch_size] for k, v in inputs.items()}
-                chunks.append(self.generate(part, net).float().cpu())
-        finally:
-            net.train(was_training)
-        return torch.cat(chunks)
+        n = len(next(iter(inputs.values())))
+        with evaluating(net):
+            return torch.cat([self.generate({k: v[i:i + batch_size] for k, v in inputs.items()}, net).float().cpu()
+                              for i in range(0, n, batch_size)])
 
     # -- helpers ---------------------------------------------------------------------------
     @property

@@ -19,7 +19,7 @@ from torch import nn
 
 from .. import losses
 from ..errors import ConfigError
-from ..nn import DCGANDiscriminator, DCGANGenerator
+from ..nn import DCGANDiscriminator, DCGANGenerator, evaluating
 from ..registry import register
 from .base import GANModel
 
@@ -107,12 +107,8 @@ class InfoGAN(GANModel):
     @torch.no_grad()
     def predict_codes(self, x):
         """Q's estimate of (c1 index, continuous codes) for images ``x``."""
-        was = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             logits, mean = self.q_out(self.D.features(x.to(self.device)))
-        finally:
-            self.train(was)
         return logits.argmax(1), mean
 
     @torch.no_grad()
@@ -120,15 +116,7 @@ class InfoGAN(GANModel):
         """``n`` samples and the categorical code c1 each was drawn with (for code/class agreement)."""
         g = torch.Generator().manual_seed(seed)
         inputs = self.sample_inputs(n, g)
-        net = self.generator_net(use_ema)
-        was = net.training
-        net.eval()
-        try:
-            x = torch.cat([self.generate({k: v[i:i + 500] for k, v in inputs.items()}, net).float().cpu()
-                           for i in range(0, n, 500)])
-        finally:
-            net.train(was)
-        return x, inputs["cat"].cpu()
+        return self.generate_eval(inputs, use_ema), inputs["cat"].cpu()
 
     @torch.no_grad()
     def traversal(self, code: str, n_rows: int = 10, n_cols: int = 10, seed: int = 0, use_ema: bool = True,
@@ -153,11 +141,4 @@ class InfoGAN(GANModel):
         else:
             cat = (torch.arange(n_rows, device=z.device) % k).repeat_interleave(n_cols)
             cont[:, int(code[1:]) - 2] = torch.linspace(-span, span, n_cols, device=z.device).repeat(n_rows)
-        net = self.generator_net(use_ema)
-        was = net.training
-        net.eval()
-        try:
-            images = self.generate({"z": z, "cat": cat, "cont": cont}, net).float().cpu()
-        finally:
-            net.train(was)
-        return images, n_cols
+        return self.generate_eval({"z": z, "cat": cat, "cont": cont}, use_ema), n_cols

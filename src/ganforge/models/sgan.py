@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import losses
 from ..errors import ConfigError, DataError
-from ..nn import DCGANDiscriminator, DCGANGenerator
+from ..nn import DCGANDiscriminator, DCGANGenerator, evaluating
 from ..registry import register
 from .base import GANModel
 
@@ -113,12 +113,8 @@ class SGAN(GANModel):
     @torch.no_grad()
     def classify(self, x) -> torch.Tensor:
         """D's class prediction for images ``x`` in [-1, 1] (noise and dropout off)."""
-        was = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             return self.logits(x.to(self.device)).argmax(1)
-        finally:
-            self.train(was)
 
     def supervised_loss(self, n: int):
         x, y = self.labelled_batch(n)

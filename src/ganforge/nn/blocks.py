@@ -1,8 +1,21 @@
 """Small generic blocks."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module):
+    """Eval mode (batch norm on running statistics, no dropout) inside the block, then back."""
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)
 
 
 class View(nn.Module):

@@ -336,13 +336,7 @@ class Trainer:
             fake = self.model.sample(2500, seed=self.cfg["seed"] + 1_000_003)
             save_scatter(fake, self.raw.x[:2500], path, title=f"{self.cfg['model']} step {self.step}")
             return path
-        inputs = self.model.fixed_inputs(self.cfg["n_samples"], g)
-        net = self.model.generator_net(True)
-        was = net.training
-        net.eval()
-        with torch.no_grad():
-            images = self.model.generate(inputs, net)
-        net.train(was)
+        images = self.model.generate_eval(self.model.fixed_inputs(self.cfg["n_samples"], g))
         save_grid(images, path, nrow=getattr(self.model, "grid_nrow", None))
         return path
 
