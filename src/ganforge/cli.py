@@ -102,7 +102,6 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     import numpy as np
-    import torch
 
     from .report import save_grid, save_scatter
     from .train import load_run
@@ -139,7 +138,6 @@ def cmd_sample(args) -> int:
     else:
         save_grid(x, out, nrow=nrow)
     print(f"wrote {args.n} samples to {out}")
-    del torch
     return 0
 
 

@@ -384,12 +384,12 @@ class Trainer:
         cfg = self.cfg
         if self.step >= cfg["steps"]:
             raise ConfigError(f"run is already at step {self.step}; pass --steps larger than that to go on")
-        self._trim_log()
+        logged = self._trim_log()
         stop = {"flag": False}
         handlers = self._install_signals(stop)
         bar = tqdm(total=cfg["steps"], initial=self.step, disable=not (self.progress and self.main),
                    unit="step", dynamic_ncols=True, desc=cfg["model"])
-        start = time.time() - self._elapsed()
+        start = time.time() - logged  # the log's clock continues across resumes
         t0, images, acc, last = time.time(), 0, {}, {}
         self.model.train()
         if cfg["eval_every"] and self.main:
@@ -434,24 +434,20 @@ class Trainer:
             result["loss_plot"] = self.out / "losses.png"
         return result
 
-    def _elapsed(self) -> float:
-        log = self.out / "metrics.jsonl"
-        if not log.exists():
-            return 0.0
-        lines = [line for line in log.read_text().splitlines() if line.strip()]
-        return json.loads(lines[-1])["time"] if lines else 0.0
-
-    def _trim_log(self) -> None:
-        """Drop log rows past the checkpoint: they belong to steps a resume will redo."""
+    def _trim_log(self) -> float:
+        """Drop log rows past the checkpoint (they belong to steps a resume will redo); return the
+        training time the kept rows have logged."""
         log = self.out / "metrics.jsonl"
         if not (self.main and log.exists()):
-            return
+            return 0.0
         lines = [line for line in log.read_text().splitlines() if line.strip()]
-        keep = [line for line in lines if json.loads(line)["step"] <= self.step]
+        rows = [json.loads(line) for line in lines]
+        keep = [line for line, row in zip(lines, rows) if row["step"] <= self.step]
         if len(keep) != len(lines):
             from .checkpoint import atomic_write_bytes
 
             atomic_write_bytes(log, ("\n".join(keep) + "\n" if keep else "").encode())
+        return json.loads(keep[-1])["time"] if keep else 0.0
 
     def _install_signals(self, stop: dict):
         if threading.current_thread() is not threading.main_thread():
