@@ -9,6 +9,7 @@ interleaved across rows so that load from other processes hits every row alike.
 
 Rows:
   defaults                 what ``ganforge train`` does
+  reuse G(z) off           the G step runs G again on fresh noise instead of reusing the D step's G(z)
   adam: for-loop           torch.optim.Adam(foreach=False, fused=False): one kernel per op per tensor
   adam: foreach            multi-tensor Adam (foreach=True)
   adam: fused              fused Adam (fused=True)
@@ -68,6 +69,7 @@ def variants(model: str, device: str) -> dict:
     """name -> (config overrides, function applied to the built trainer)."""
     conv = model != "gan"
     v = {"defaults": ({}, None),
+         "reuse G(z) off": ({"reuse_fake": False}, None),
          "adam: for-loop": ({}, with_adam()),
          "adam: foreach": ({}, with_adam(foreach=True)),
          "adam: fused": ({}, with_adam(fused=True))}

@@ -111,8 +111,8 @@ def plain_loop(model, raw, size: int, batch: int, lr: float, betas, z_dim: int, 
     """A generator of iterations of the single-file-script training loop (see module docstring).
 
     ``fresh_z``: D's update draws new noise and runs G again (without gradients), as Algorithm 1
-    of Goodfellow et al. and the engine do, instead of reusing the G step's images: the same
-    work as the engine, so that ratio isolates the loop's own overhead.
+    of Goodfellow et al. does (and the engine with ``reuse_fake=false``), instead of reusing the G
+    step's images.
     """
     # requires_grad back on: the engine toggles it per phase, a plain script never does
     G, D = (copy.deepcopy(net).train().requires_grad_(True) for net in (model.G, model.D))
@@ -210,9 +210,9 @@ def part_compare(args) -> list:
                          f"{min(per_run):.2f}-{max(per_run):.2f}", f"{pf:,.0f}", f"{e / pf:.2f}x", what))
     print("\n(b) engine vs plain PyTorch-GAN-style loop, same G and D, CPU\n")
     print(table(rows, ("model", "engine settings", "size", "batch", "engine img/s", "plain img/s", "speed-up",
-                       "per-run range", "plain, fresh z img/s", "speed-up, same work", "data")))
-    print("\nplain: G's images reused for D's update (PyTorch-GAN); plain, fresh z: D's update draws new noise "
-          "and runs G again, as the engine (and Goodfellow et al.'s Algorithm 1) do")
+                       "per-run range", "plain, fresh z img/s", "speed-up vs fresh z", "data")))
+    print("\nplain: G's images reused for D's update (PyTorch-GAN), as the engine's default reuse_fake does; "
+          "plain, fresh z: D's update draws new noise and runs G again (Goodfellow et al.'s Algorithm 1)")
     return ratios
 
 

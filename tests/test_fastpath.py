@@ -124,3 +124,54 @@ def test_fp16_needs_cuda_and_bf16_runs_on_cpu(tmp_path):
     acc = {}
     t.train_step(acc)
     assert torch.isfinite(acc["D_loss"][0])
+
+
+def count_calls(net):
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("model", ["gan", "dcgan"])
+def test_reuse_fake_runs_G_once_per_iteration_only_where_exact(tmp_path, model):
+    for over, expect in (({}, 1), ({"reuse_fake": False}, 2), ({"n_critic": 2}, 3)):
+        t = make_trainer(tmp_path / str(expect), model, **over)
+        calls = count_calls(t.model.G)
+        run(t, 2)
+        assert len(calls) == 2 * expect, (over, len(calls))
+
+
+def test_reused_fake_gives_the_gradient_of_a_fresh_G_on_the_same_z(tmp_path):
+    """The G step backpropagates through the D step's G(z): its gradient must equal that of a new
+    forward pass of the (not yet updated) G, on the same z, through the just-updated D."""
+    import copy
+
+    from ganforge import losses
+
+    t = make_trainer(tmp_path, "gan", dropout=0.0)  # no dropout: two forward passes must agree
+    m = t.model
+    run(t, 1)
+    seen, orig_inputs, orig_after = {}, m.sample_inputs, m.after_phase
+
+    def record_inputs(n, *a, **k):
+        assert "z" not in seen, "the G step drew new noise instead of reusing the D step's G(z)"
+        seen["z"] = orig_inputs(n, *a, **k)["z"]
+        seen["G"] = copy.deepcopy(m.G)  # G as the D step used it (it is not updated until the G step)
+        return {"z": seen["z"]}
+
+    def record_D(name):
+        if name == "D":
+            seen["D"] = copy.deepcopy(m.D)
+        orig_after(name)
+
+    grads = {}
+    for name, p in m.G.named_parameters():
+        p.register_hook(lambda g, name=name: grads.__setitem__(name, g.clone()))
+    m.sample_inputs, m.after_phase = record_inputs, record_D
+    run(t, 1)
+    G, D = seen["G"].requires_grad_(True), seen["D"]
+    loss = losses.g_loss(m.cfg["loss"], D(G(seen["z"])))
+    want = dict(zip([n for n, _ in G.named_parameters()], torch.autograd.grad(loss, list(G.parameters()))))
+    assert set(grads) == set(want)
+    for name in want:
+        torch.testing.assert_close(grads[name], want[name], rtol=1e-5, atol=1e-6)

@@ -30,6 +30,7 @@ ENGINE_DEFAULTS: dict = {
     "ema": 0.0,  # decay of an EMA copy of G; 0 turns it off
     "amp": "off",  # off | bf16 | fp16 (fp16: CUDA only)
     "compile": False,  # torch.compile each network; falls back to eager with one warning line
+    "reuse_fake": True,  # G step reuses the D step's G(z) when n_critic = g_steps = 1 (GANModel.reuses_fake)
     "channels_last": True,  # NHWC for conv nets: +11% for dcgan on the CPU (benchmarks/fastpath.py)
     "sync_bn": False,  # SyncBatchNorm under torchrun (CUDA/NCCL only)
     "log_every": 50,

@@ -32,6 +32,9 @@ class Phase:
     step: Callable[[dict], dict]
     optimizers: tuple[str, ...]
     repeats: int = 1
+    # Optimizers whose networks keep their autograd graph during this phase without being updated
+    # by it, so that a later phase can backpropagate through outputs computed here (see reuse_fake).
+    keep_graph: tuple[str, ...] = ()
 
 
 class GANModel(nn.Module):
@@ -65,8 +68,20 @@ class GANModel(nn.Module):
                 "D": self.adam(self.D.parameters(), self.cfg["lr_d"] or self.cfg["lr"])}
 
     def phases(self) -> list[Phase]:
-        return [Phase("D", self.d_step, ("D",), self.cfg["n_critic"]),
+        return [Phase("D", self.d_step, ("D",), self.cfg["n_critic"], keep_graph=("G",) if self.reuses_fake else ()),
                 Phase("G", self.g_step, ("G",), self.cfg["g_steps"])]
+
+    @property
+    def reuses_fake(self) -> bool:
+        """Whether the G step backpropagates through the D step's G(z) instead of running G again.
+
+        G is not updated between the two, so the gradient is exactly that of a fresh G(z) on the same z
+        (as in the DCGAN reference loop): one forward pass of G per iteration is saved. Only with one
+        D and one G update per iteration and the default steps (``reuse_fake`` in the config).
+        """
+        c = self.cfg
+        return (bool(c.get("reuse_fake")) and c["n_critic"] == 1 and c["g_steps"] == 1
+                and type(self).d_step is GANModel.d_step and type(self).g_step is GANModel.g_step)
 
     def after_phase(self, name: str) -> None:
         """Called after each optimizer update of a phase (WGAN clips its critic here).
@@ -84,6 +99,9 @@ class GANModel(nn.Module):
     def d_step(self, batch: dict) -> dict:
         real = batch["x"]
         fake = self.generate(self.sample_inputs(len(real)))
+        if self.reuses_fake:
+            self._fake = fake  # still attached to G's graph (Phase.keep_graph), for g_step
+            fake = fake.detach()
         d_real, d_fake = self.D(real), self.D(fake)
         loss = losses.d_loss(self.cfg["loss"], d_real, d_fake, **self._d_loss_kwargs())
         out = {"D(x)": d_real.mean(), "D(G(z))": d_fake.mean()}
@@ -92,7 +110,9 @@ class GANModel(nn.Module):
         return {"loss": loss + self._history_penalty("D"), **out}
 
     def g_step(self, batch: dict) -> dict:
-        fake = self.generate(self.sample_inputs(len(batch["x"])))
+        fake, self._fake = getattr(self, "_fake", None), None
+        if fake is None or len(fake) != len(batch["x"]):
+            fake = self.generate(self.sample_inputs(len(batch["x"])))
         if self.cfg.get("feature_matching"):
             # Salimans et al. 2016, eq. 4: ||E f(x) - E f(G(z))||^2 on D's last hidden layer.
             with torch.no_grad():

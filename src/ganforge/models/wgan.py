@@ -21,6 +21,7 @@ from ..registry import register
 from .base import GANModel
 
 _COMMON = {"z_dim": 100, "g_width": 64, "d_width": 64, "toy_hidden": 128, "toy_layers": 3,
+           "toy_g_hidden": 0, "toy_g_layers": 0, "toy_g_norm": "none",
            "loss": "wasserstein", "n_critic": 5}
 
 
@@ -62,4 +63,6 @@ class WGANGP(GANModel):
         self.G, self.D = gan_nets(self.spec, self.cfg, d_norm="layer")
 
     def d_regularizer(self, real, fake):
-        return {"GP": self.cfg["lambda_gp"] * losses.gradient_penalty(self.D, real, fake)}
+        # alpha drawn for the global batch (GANModel.rand), so several processes train what one does
+        alpha = self.rand(len(real)).to(real.dtype)
+        return {"GP": self.cfg["lambda_gp"] * losses.gradient_penalty(self.D, real, fake, alpha=alpha)}

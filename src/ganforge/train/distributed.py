@@ -8,16 +8,16 @@ process and sliced (``GANModel.randn``). After each backward
 the gradients of the phase's parameters are averaged over processes, so every process applies
 the same update and the weights stay identical, as one process with the global batch would.
 
-Why an explicit all-reduce rather than ``torch.nn.parallel.DistributedDataParallel`` wrappers
-(the same choice as stylegan2-ada-pytorch and stylegan3): DDP hooks the gradients of a module
-called through its wrapper and expects each forward to be followed by exactly one backward that
-reaches every parameter it was built with. GAN steps break all three: models call ``self.G`` and
-``self.D`` directly (under the paper's names), the engine switches ``requires_grad`` per phase
-(a G step must not fill D's gradients, so DDP would wait for buckets that never fill), and D
-runs several times per update (real, fake, gradient penalties that backpropagate twice).
-Averaging the flat gradient of the phase's own parameters once per update is what DDP computes,
-without those constraints; it costs one all-reduce per update instead of overlapping buckets
-with backward, which on small GAN networks is a small price.
+Gradients are averaged by PyTorch's ``DistributedDataParallel``, one wrapper per training phase
+(``wrap_phases``). A GAN step does not fit DDP's usual "one module, one forward, one backward
+that reaches every parameter": the engine switches ``requires_grad`` per phase (a G update must
+not fill D's gradients), models call ``self.G`` and ``self.D`` directly under the papers' names,
+and D runs several times per update (real, fake, a gradient penalty's double backward). So each
+phase's step function is wrapped as a module (``PhaseStep``) whose forward is the whole step,
+and its DDP wrapper is built while only that phase's parameters require gradients: DDP hooks
+exactly those, its forward is called once per update and its backward all-reduces them, however
+many times the step calls each network. Batch-norm running statistics are broadcast from rank 0
+once per iteration by the engine (DDP's ``broadcast_buffers`` would do it at every forward).
 """
 from __future__ import annotations
 
@@ -108,11 +108,45 @@ def _flat_apply(tensors, op) -> None:
             offset += t.numel()
 
 
-def average_grads(params, world: int) -> None:
-    """Replace each gradient by its mean over the processes."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if grads:
-        _flat_apply(grads, lambda flat: (dist.all_reduce(flat), flat.div_(world)))
+class PhaseStep(nn.Module):
+    """One training phase's step as a module, so that DistributedDataParallel can wrap it.
+
+    Holds the model as a child (DDP finds the parameters through it); ``forward(batch)`` is the
+    phase's step, returning its dict of losses.
+    """
+
+    def __init__(self, model: nn.Module, step):
+        super().__init__()
+        self.model = model
+        self.step = step
+
+    def forward(self, batch: dict) -> dict:
+        return self.step(batch)
+
+
+def wrap_phases(model: nn.Module, phases, opts: dict, device: torch.device) -> dict:
+    """``{phase name: DistributedDataParallel(PhaseStep)}``, each hooking only its phase's parameters.
+
+    DDP registers its gradient hooks on the parameters that require gradients when it is built,
+    so each wrapper is built with exactly the phase's optimizers' parameters switched on. The
+    engine sets ``requires_grad`` again before every phase. Construction also broadcasts rank 0's
+    parameters and buffers, so every process starts from the same weights (after a resume too).
+    """
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = {name: {id(p) for o in ph.optimizers for g in opts[o].param_groups for p in g["params"]}
+           for name, ph in ((ph.name, ph) for ph in phases)}
+    wrappers = {}
+    for ph in phases:
+        for p in model.parameters():
+            p.requires_grad_(id(p) in ids[ph.name])
+        wrappers[ph.name] = DDP(PhaseStep(model, ph.step), device_ids=[device.index] if device.type == "cuda" else None,
+                                broadcast_buffers=False,
+                                # some steps leave a parameter out now and then (e.g. a head unused with one option)
+                                find_unused_parameters=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return wrappers
 
 
 @torch.no_grad()

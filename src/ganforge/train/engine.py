@@ -158,8 +158,9 @@ class Trainer:
             if missing:
                 raise ValueError(f"phase {ph.name} names unknown optimizers {missing}")
         self._all_params = [p for o in self.opts.values() for g in o.param_groups for p in g["params"]]
-        self._phase_ids = {ph.name: {id(p) for o in ph.optimizers for g in self.opts[o].param_groups
-                                     for p in g["params"]} for ph in self.phases}
+        self._phase_ids = {ph.name: {id(p) for o in (*ph.optimizers, *ph.keep_graph)
+                                     for g in self.opts[o].param_groups for p in g["params"]}
+                           for ph in self.phases}
 
         tensors = {"x": raw.x.to(self.device)}
         if raw.y is not None:
@@ -182,8 +183,7 @@ class Trainer:
         # processes (each sees its own slice); they are re-broadcast from rank 0 every step.
         self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                             and not isinstance(m, torch.nn.SyncBatchNorm) for b in m.buffers()]
-        if self.world > 1:
-            distributed.broadcast_state(self.model)
+        self._ddp = distributed.wrap_phases(self.model, self.phases, self.opts, self.device) if self.world > 1 else {}
         self._compiled = self._compile() if cfg.get("compile") else False
 
     def _to_float(self, batch: dict) -> dict:
@@ -258,12 +258,6 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def sync_grads(self, params) -> None:
-        """Average gradients over processes (a no-op in a single process); see distributed.py for
-        why this explicit all-reduce rather than DistributedDataParallel wrappers."""
-        if self.world > 1:
-            distributed.average_grads(params, self.world)
-
     def train_step(self, acc: dict) -> int:
         """One iteration over all phases; returns the number of real images consumed."""
         if self._compiled is True:
@@ -272,14 +266,15 @@ class Trainer:
         for phase in self.phases:
             self._set_trainable(phase)
             opts = [self.opts[o] for o in phase.optimizers]
-            params = [p for o in opts for g in o.param_groups for p in g["params"]]
+            # Under torchrun, the phase's DistributedDataParallel wrapper: its backward averages
+            # the gradients of the phase's parameters over the processes.
+            step = self._ddp.get(phase.name, phase.step)
             for _ in range(phase.repeats):
                 batch = next(self.loader)
                 images += len(batch["x"]) * self.world
                 with self._autocast():
-                    out = phase.step(batch)
+                    out = step(batch)
                 self.scaler.scale(out["loss"]).backward()
-                self.sync_grads(params)
                 for o in opts:
                     self.scaler.step(o)
                     # Freed right away, so no gradient outlives its phase (or holds memory).
