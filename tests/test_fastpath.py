@@ -175,3 +175,18 @@ def test_reused_fake_gives_the_gradient_of_a_fresh_G_on_the_same_z(tmp_path):
     assert set(grads) == set(want)
     for name in want:
         torch.testing.assert_close(grads[name], want[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_reused_fake_is_never_stale(tmp_path):
+    """Steps called by hand: after G changes between d_step and g_step, g_step runs G again."""
+    t = make_trainer(tmp_path, "gan", dropout=0.0)
+    m, batch = t.model, next(t.loader)
+    calls = count_calls(m.G)
+    m.d_step(batch)
+    m.g_step(batch)
+    assert len(calls) == 1  # reused: G ran once for both steps
+    m.d_step(batch)
+    with torch.no_grad():
+        next(m.G.parameters()).add_(1.0)  # G updated between the two steps
+    m.g_step(batch)
+    assert len(calls) == 3, "a G(z) from before G's update was reused"

@@ -85,7 +85,8 @@ def test_loss_formulas_against_direct_computation():
 
 
 def test_lsgan_uses_the_abc_coding_from_its_config():
-    m = ganforge.create("lsgan", data="grid25", a=-1.0, b=1.0, c=0.0, **TINY)
+    # reuse_fake off: g_step below must draw its own noise (under seed 4), not reuse d_step's G(z)
+    m = ganforge.create("lsgan", data="grid25", a=-1.0, b=1.0, c=0.0, reuse_fake=False, **TINY)
     batch = points_batch()
     torch.manual_seed(3)
     out = m.d_step(batch)

@@ -65,22 +65,33 @@ def code_class_agreement(codes, classes, n_codes: int | None = None, n_classes: 
 
 
 def train_supervised_only(model, steps: int, batch_size: int = 64, seed: int = 0):
-    """The baseline for a semi-supervised GAN: its own classifier (D, with the same noise and
-    dropout) trained by the supervised loss alone on the same labelled subset, same optimizer.
+    """The baseline for a semi-supervised GAN: its own classifier (D, with the same noise, dropout,
+    data-dependent init, learning-rate schedule and weight averaging) trained by the supervised
+    loss alone on the same labelled subset, same optimizer; it never sees an unlabelled image.
 
     ``model`` is an untrained SGAN whose labelled subset is set (``model.set_labelled(raw)``).
     """
     if not (model.labelled_idx >= 0).all():
         raise GanforgeError("set the labelled subset first: model.set_labelled(raw)")
     torch.manual_seed(seed)
-    params = [*model.D.parameters()]
-    opt = model.adam(params, model.cfg["lr_d"] or model.cfg["lr"])
     model.train()
-    for _ in range(steps):
+    if hasattr(model, "init_d"):
+        model.init_d(model.labelled_images())  # the labelled images only
+    params = [*model.D.parameters()]
+    lr = model.cfg["lr_d"] or model.cfg["lr"]
+    opt = model.adam(params, lr)
+    for g in opt.param_groups:
+        g["eps"] = model.cfg.get("adam_eps", g["eps"])
+    for i in range(steps):
+        if hasattr(model, "lr_factor"):
+            for g in opt.param_groups:
+                g["lr"] = lr * model.lr_factor(i, steps)
         loss, _ = model.supervised_loss(batch_size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if hasattr(model, "update_average"):
+            model.update_average()
     return model.eval()
 
 

@@ -71,6 +71,11 @@ class GANModel(nn.Module):
         return [Phase("D", self.d_step, ("D",), self.cfg["n_critic"], keep_graph=("G",) if self.reuses_fake else ()),
                 Phase("G", self.g_step, ("G",), self.cfg["g_steps"])]
 
+    @staticmethod
+    def _versions(net: nn.Module) -> tuple:
+        # every in-place change of a parameter (an optimizer step, a load) bumps its version
+        return tuple(p._version for p in net.parameters())
+
     @property
     def reuses_fake(self) -> bool:
         """Whether the G step backpropagates through the D step's G(z) instead of running G again.
@@ -100,7 +105,9 @@ class GANModel(nn.Module):
         real = batch["x"]
         fake = self.generate(self.sample_inputs(len(real)))
         if self.reuses_fake:
-            self._fake = fake  # still attached to G's graph (Phase.keep_graph), for g_step
+            # Still attached to G's graph (Phase.keep_graph), for g_step; with G's parameter versions,
+            # so that it is never reused after G has changed (e.g. steps called by hand).
+            self._fake = (fake, self._versions(self.G))
             fake = fake.detach()
         d_real, d_fake = self.D(real), self.D(fake)
         loss = losses.d_loss(self.cfg["loss"], d_real, d_fake, **self._d_loss_kwargs())
@@ -110,8 +117,10 @@ class GANModel(nn.Module):
         return {"loss": loss + self._history_penalty("D"), **out}
 
     def g_step(self, batch: dict) -> dict:
-        fake, self._fake = getattr(self, "_fake", None), None
-        if fake is None or len(fake) != len(batch["x"]):
+        cached, self._fake = getattr(self, "_fake", None), None
+        if cached is not None and len(cached[0]) == len(batch["x"]) and cached[1] == self._versions(self.G):
+            fake = cached[0]
+        else:
             fake = self.generate(self.sample_inputs(len(batch["x"])))
         if self.cfg.get("feature_matching"):
             # Salimans et al. 2016, eq. 4: ||E f(x) - E f(G(z))||^2 on D's last hidden layer.

@@ -4,7 +4,8 @@ What is different from GAN: G's objective. An optimal D gives p_data(x) = p_G(x)
 so G is right exactly where D(x) = 1/2. The boundary-seeking G therefore minimises
 1/2 (log D(G(z)) - log(1 - D(G(z))))^2 (the squared logit), moving its samples onto D's decision
 boundary instead of past it; D is trained as in GAN. This is the paper's variant for continuous
-data; the importance-weighted estimator for discrete data is not implemented.
+data; the importance-weighted policy gradient for discrete data (Sec. 2.3, Algorithm 1) is the
+separate model ``bgan-discrete`` (models/bgan_discrete.py).
 """
 from __future__ import annotations
 

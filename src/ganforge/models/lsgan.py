@@ -22,7 +22,8 @@ class LSGAN(GANModel):
     year = 2017
     data_kinds = ("image", "points")
     defaults = {"z_dim": 100, "g_width": 64, "d_width": 64, "toy_hidden": 128, "toy_layers": 3,
-                "loss": "ls", "a": 0.0, "b": 1.0, "c": 1.0, "lr": 1e-4}
+                "toy_g_hidden": 0, "toy_g_layers": 0, "toy_g_norm": "none",
+                "toy_pack": 1, "loss": "ls", "a": 0.0, "b": 1.0, "c": 1.0, "lr": 1e-4}
 
     def build(self):
         self.G, self.D = gan_nets(self.spec, self.cfg)
