@@ -79,9 +79,7 @@ def train_supervised_only(model, steps: int, batch_size: int = 64, seed: int = 0
         model.init_d(model.labelled_images())  # the labelled images only
     params = [*model.D.parameters()]
     lr = model.cfg["lr_d"] or model.cfg["lr"]
-    opt = model.adam(params, lr)
-    for g in opt.param_groups:
-        g["eps"] = model.cfg.get("adam_eps", g["eps"])
+    opt = model.adam(params, lr)  # with the model's own adam_eps, if it has one
     for i in range(steps):
         if hasattr(model, "lr_factor"):
             for g in opt.param_groups:

@@ -213,7 +213,8 @@ class GANModel(nn.Module):
         # largest single speed-up of the engine (benchmarks/fastpath.py), and on CUDA it lets the
         # fp16 GradScaler skip its per-step host sync.
         kw = {"fused": True} if self.device.type in ("cpu", "cuda") else {"foreach": True}
-        return torch.optim.Adam(params, lr=lr, betas=betas, **kw)
+        # A model may set its own ``adam_eps`` (SGAN does: the authors' Adam has a larger effective eps).
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=self.cfg.get("adam_eps", 1e-8), **kw)
 
     def _global(self, fn, n: int, *shape, generator=None, **kw):
         """Draw for the global batch, keep this process's slice (see ``rank``/``world``)."""

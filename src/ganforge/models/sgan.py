@@ -44,7 +44,7 @@ from torch import nn
 
 from .. import losses
 from ..errors import ConfigError, DataError
-from ..nn import DCGANDiscriminator, DCGANGenerator, evaluating
+from ..nn import DCGANDiscriminator, DCGANGenerator, evaluating, moving_average_
 from ..nn.weightnorm import WNLinear
 from ..registry import register
 from .base import GANModel
@@ -180,10 +180,9 @@ class SGAN(GANModel):
         # root, i.e. an eps of 1e-4 on its scale. Most of D's hidden-layer gradients are smaller than
         # that (median |g| 2e-5..5e-5, measured on MNIST), so with torch's 1e-8 every weight moves by
         # ~lr each step instead.
-        kw = {"fused": True} if self.device.type in ("cpu", "cuda") else {"foreach": True}
-        adam = lambda params, lr: torch.optim.Adam(params, lr=lr, betas=tuple(c["betas"]), eps=c["adam_eps"], **kw)
-        self._opts = {"G": adam(self.G.parameters(), c["lr_g"] or c["lr"]),
-                      "D": adam(self.D.parameters(), c["lr_d"] or c["lr"])}
+        # (GANModel.adam reads adam_eps from the config.)
+        self._opts = {"G": self.adam(self.G.parameters(), c["lr_g"] or c["lr"]),
+                      "D": self.adam(self.D.parameters(), c["lr_d"] or c["lr"])}
         self._base_lr = {k: o.param_groups[0]["lr"] for k, o in self._opts.items()}
         return self._opts
 
@@ -211,10 +210,7 @@ class SGAN(GANModel):
     def update_average(self) -> None:
         if not hasattr(self, "D_avg"):
             return
-        avg, net = list(self.D_avg.parameters()), list(self.D.parameters())
-        torch._foreach_lerp_(avg, net, 1.0 - self.cfg["d_average"])
-        for a, b in zip(self.D_avg.buffers(), self.D.buffers()):
-            a.copy_(b)
+        moving_average_(self.D_avg, self.D, self.cfg["d_average"])
 
     @torch.no_grad()
     def init_d(self, x) -> None:

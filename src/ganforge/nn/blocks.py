@@ -59,3 +59,12 @@ class MLP(nn.Sequential):
 
 def flat_size(shape) -> int:
     return int(torch.tensor(shape).prod())
+
+
+@torch.no_grad()
+def moving_average_(avg: nn.Module, net: nn.Module, decay: float) -> None:
+    """``avg``'s parameters <- decay * avg + (1 - decay) * net's; buffers (batch-norm statistics)
+    copied. For an EMA of G (the engine) or SGAN's averaged D."""
+    torch._foreach_lerp_(list(avg.parameters()), list(net.parameters()), 1.0 - decay)
+    for a, b in zip(avg.buffers(), net.buffers()):
+        a.copy_(b)

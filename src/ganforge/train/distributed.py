@@ -124,22 +124,21 @@ class PhaseStep(nn.Module):
         return self.step(batch)
 
 
-def wrap_phases(model: nn.Module, phases, opts: dict, device: torch.device) -> dict:
+def wrap_phases(model: nn.Module, phases, own_ids: dict, device: torch.device) -> dict:
     """``{phase name: DistributedDataParallel(PhaseStep)}``, each hooking only its phase's parameters.
 
     DDP registers its gradient hooks on the parameters that require gradients when it is built,
-    so each wrapper is built with exactly the phase's optimizers' parameters switched on. The
+    so each wrapper is built with exactly the phase's optimizers' parameters (``own_ids``: phase
+    name -> ids of the parameters it updates) switched on. The
     engine sets ``requires_grad`` again before every phase. Construction also broadcasts rank 0's
     parameters and buffers, so every process starts from the same weights (after a resume too).
     """
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    ids = {name: {id(p) for o in ph.optimizers for g in opts[o].param_groups for p in g["params"]}
-           for name, ph in ((ph.name, ph) for ph in phases)}
     wrappers = {}
     for ph in phases:
         for p in model.parameters():
-            p.requires_grad_(id(p) in ids[ph.name])
+            p.requires_grad_(id(p) in own_ids[ph.name])
         wrappers[ph.name] = DDP(PhaseStep(model, ph.step), device_ids=[device.index] if device.type == "cuda" else None,
                                 broadcast_buffers=False,
                                 # some steps leave a parameter out now and then (e.g. a head unused with one option)

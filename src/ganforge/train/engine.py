@@ -22,6 +22,7 @@ import torch
 from .. import config as C
 from ..data import DataSpec, TensorLoader, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, RunDirError
+from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed
 from .checkpoint import atomic_save, load_checkpoint, save_generator
@@ -158,9 +159,9 @@ class Trainer:
             if missing:
                 raise ValueError(f"phase {ph.name} names unknown optimizers {missing}")
         self._all_params = [p for o in self.opts.values() for g in o.param_groups for p in g["params"]]
-        self._phase_ids = {ph.name: {id(p) for o in (*ph.optimizers, *ph.keep_graph)
-                                     for g in self.opts[o].param_groups for p in g["params"]}
-                           for ph in self.phases}
+        ids = lambda names: {id(p) for o in names for g in self.opts[o].param_groups for p in g["params"]}  # noqa: E731
+        own_ids = {ph.name: ids(ph.optimizers) for ph in self.phases}  # what each phase updates
+        self._phase_ids = {ph.name: own_ids[ph.name] | ids(ph.keep_graph) for ph in self.phases}
 
         tensors = {"x": raw.x.to(self.device)}
         if raw.y is not None:
@@ -183,7 +184,7 @@ class Trainer:
         # processes (each sees its own slice); they are re-broadcast from rank 0 every step.
         self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                             and not isinstance(m, torch.nn.SyncBatchNorm) for b in m.buffers()]
-        self._ddp = distributed.wrap_phases(self.model, self.phases, self.opts, self.device) if self.world > 1 else {}
+        self._ddp = distributed.wrap_phases(self.model, self.phases, own_ids, self.device) if self.world > 1 else {}
         self._compiled = self._compile() if cfg.get("compile") else False
 
     def _to_float(self, batch: dict) -> dict:
@@ -308,16 +309,12 @@ class Trainer:
         acc.update(part)
         return images
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
         decay = self.cfg["ema"]
         if decay <= 0:
             return
         for name in self.model.ema_nets:
-            net, ema = getattr(self.model, name), getattr(self.model, f"{name}_ema")
-            torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - decay)
-            for be, b in zip(ema.buffers(), net.buffers()):
-                be.copy_(b)
+            moving_average_(getattr(self.model, f"{name}_ema"), getattr(self.model, name), decay)
 
     # -- outputs --------------------------------------------------------------------------
     def write_samples(self) -> Path | None:
