@@ -181,3 +181,48 @@ def test_build_model_names_networks_after_the_paper():
     assert torch.equal(x, m.sample(5, seed=3)) and not torch.equal(x, m.sample(5, seed=4))
     m2 = build_model(m.cfg, m.spec)
     assert type(m2) is type(m)
+
+
+def test_lr_decay_schedules_every_optimizer_and_survives_an_interrupted_run(tmp_path):
+    t = make_trainer(tmp_path, "gan", steps=8, lr_decay=0.5, lr=1e-3, lr_d=2e-3)
+    seen = []
+    after = t.model.after_phase
+    t.model.after_phase = lambda name: (after(name), seen.append(
+        (name, t.opts["D"].param_groups[0]["lr"], t.opts["G"].param_groups[0]["lr"])))
+    t.fit()
+    # constant for the first half, then linear to 0 over the last 4 of 8 iterations
+    factors = [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert [round(d, 12) for n, d, g in seen if n == "D"] == pytest.approx([2e-3 * f for f in factors])
+    assert [round(g, 12) for n, d, g in seen if n == "G"] == pytest.approx([1e-3 * f for f in factors])
+
+    # Stopped at step 6 (as by Ctrl-C) and resumed: the optimizers' saved rates are decayed ones,
+    # yet the schedule continues from the configured rates, so the run ends exactly where one run does.
+    kw = dict(data="digits", batch_size=64, progress=False, sets={**QUIET, **TINY_GAN, "lr_decay": 0.5})
+    ganforge.train("gan", out=tmp_path / "one", steps=8, **kw)
+    cfg = C.resolve(get_model_class("gan").defaults, {"model": "gan", "data": "digits", "batch_size": 64,
+                                                       "steps": 8, **QUIET, **TINY_GAN, "lr_decay": 0.5})
+    (tmp_path / "two").mkdir()
+    C.save_yaml(cfg, tmp_path / "two" / "config.yaml")
+    part = Trainer(cfg, tmp_path / "two", progress=False)
+    for _ in range(6):
+        part.train_step({})
+        part.step += 1
+    part.save_checkpoint()
+    ganforge.train(resume=tmp_path / "two", progress=False)
+    _same_state(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+
+
+@pytest.mark.parametrize("key,value", [("lr_decay", 1.5), ("lr_decay", -0.1), ("r1_gamma", -1.0), ("lr_decay", "x")])
+def test_schedule_and_r1_settings_are_checked(tmp_path, key, value):
+    with pytest.raises(C.ConfigError, match=key):
+        make_trainer(tmp_path, "gan", **{key: value})
+
+
+def test_a_run_made_before_a_setting_existed_still_loads(tmp_path):
+    ganforge.train("gan", out=tmp_path, steps=2, data="digits", batch_size=64, progress=False,
+                   sets={**QUIET, **TINY_GAN})
+    cfg = C.load_yaml(tmp_path / "config.yaml")
+    del cfg["lr_decay"], cfg["r1_gamma"]  # as written by an older ganforge
+    C.save_yaml(cfg, tmp_path / "config.yaml")
+    m = ganforge.load_run(tmp_path)
+    assert m.cfg["lr_decay"] == 0.0 and m.cfg["r1_gamma"] == 0.0 and m.sample(3).shape[0] == 3

@@ -190,6 +190,41 @@ def test_wgan_gp_critic_has_no_batch_norm_and_adds_the_penalty(tmp_path):
     assert out["loss"].item() == pytest.approx((w + gp).item(), rel=1e-4)
 
 
+# ----------------------------------------------------------------------------- R1 (any default-step model)
+
+
+def test_r1_penalty_of_a_quadratic_critic_is_known_analytically():
+    x = torch.randn(7, 1, 2, 3).requires_grad_(True)
+    d = 0.5 * x.flatten(1).pow(2).sum(1) * 3.0  # grad_x D = 3 x
+    r1 = losses.r1_penalty(d, x)
+    assert r1.item() == pytest.approx((9 * x.detach().flatten(1).pow(2).sum(1)).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("model", ["gan", "lsgan", "dcgan"])
+def test_r1_gamma_adds_half_gamma_times_the_penalty_on_real_data(tmp_path, model):
+    data, extra = ("digits" if model == "dcgan" else "grid25"), ({"dropout": 0.0} if model == "gan" else {})
+    m = make_trainer(tmp_path, model, data=data, r1_gamma=4.0, **extra).model
+    x = points_batch()["x"] if model != "dcgan" else torch.rand(6, *m.spec.shape) * 2 - 1
+    torch.manual_seed(0)
+    out = m.d_step({"x": x})
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(m.D(xr).sum(), xr)
+    expected = 0.5 * 4.0 * grad.flatten(1).pow(2).sum(1).mean()
+    assert out["R1"].item() == pytest.approx(expected.item(), rel=1e-4)
+    plain = make_trainer(tmp_path / "plain", model, data=data, **extra).model
+    plain.load_state_dict(m.state_dict())
+    torch.manual_seed(0)
+    base = plain.d_step({"x": x})["loss"]
+    assert out["loss"].item() == pytest.approx((base + expected).item(), rel=1e-4)
+    out["loss"].backward()  # the penalty trains D: its graph is kept
+    assert all(p.grad is not None for p in m.D.parameters())
+
+
+def test_r1_gamma_is_refused_by_models_with_their_own_steps():
+    with pytest.raises(ConfigError, match="r1_gamma"):
+        ganforge.create("ebgan", data="grid25", r1_gamma=1.0, **TINY)
+
+
 # ----------------------------------------------------------------------------- EBGAN
 
 

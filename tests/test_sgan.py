@@ -194,26 +194,37 @@ def test_data_dependent_init_normalises_the_first_batch_once(digits):
 
 
 def test_lr_decays_linearly_to_zero_and_d_is_averaged(tmp_path):
-    m = tiny(lr_decay=0.5)
-    assert [m.lr_factor(i, 100) for i in (0, 50, 75, 100)] == [1.0, 1.0, 0.5, 0.0]
-    assert tiny(lr_decay=0.0).lr_factor(99, 100) == 1.0
-    assert tiny().lr_factor(85, 100) == pytest.approx(0.5)  # by default over the last 30% of the run
+    from ganforge.train.schedule import lr_factor
+
+    assert [lr_factor(i, 100, 0.5) for i in (0, 50, 75, 100)] == [1.0, 1.0, 0.5, 0.0]
+    assert lr_factor(99, 100, 0.0) == 1.0
+    assert tiny().cfg["lr_decay"] == 0.3  # SGAN decays over the last 30% of the run by default
     cls = get_model_class("sgan")
     cfg = C.resolve(cls.defaults, {"model": "sgan", "data": "digits[:500]", "batch_size": 20, "steps": 4,
                                    "lr_decay": 0.5, "d_average": 0.9, **QUIET, **TINY})
     t = Trainer(cfg, tmp_path, progress=False)
     seen = []
     after = t.model.after_phase
-    t.model.after_phase = lambda name: (after(name), seen.append(t.opts["D"].param_groups[0]["lr"]))
+    t.model.after_phase = lambda name: (after(name), seen.append((t.opts["D"].param_groups[0]["lr"],
+                                                                  t.opts["G"].param_groups[0]["lr"])))
     t.fit()
-    # Read after each G update, i.e. the lr of the next iteration: 1, 1, then linear to 0 over the last 2.
-    assert seen[1::2] == pytest.approx([3e-3, 3e-3, 1.5e-3, 0.0])
+    # The lr each iteration's D and G updates used: 1, 1, 1, then linear to 0 over the last 2 iterations.
+    assert [d for d, g in seen[0::2]] == pytest.approx([3e-3, 3e-3, 3e-3, 1.5e-3])
+    assert [g for d, g in seen[1::2]] == pytest.approx([3e-3, 3e-3, 3e-3, 1.5e-3])
     m = t.model
     d, avg = torch.cat([p.flatten() for p in m.D.parameters()]), torch.cat([p.flatten() for p in m.D_avg.parameters()])
     assert not torch.equal(d, avg) and m.classifier_net() is m.D_avg
     x = torch.rand(4, *m.spec.shape) * 2 - 1
     with torch.no_grad():
         assert torch.equal(m.classify(x), m.eval().D_avg(x).argmax(1))
+
+
+def test_checkpoints_from_before_the_engine_schedule_still_load():
+    old = tiny().state_dict()
+    old["iteration"] = torch.tensor(7)  # the counter SGAN kept for its own lr decay
+    m = tiny()
+    m.load_state_dict(old)  # strict: any other unexpected key would still fail
+    assert "iteration" not in m.state_dict()
 
 
 def test_dcgan_arch_is_still_available(digits):

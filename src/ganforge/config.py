@@ -25,6 +25,8 @@ ENGINE_DEFAULTS: dict = {
     "betas": [0.5, 0.999],  # beta1 0.5: Radford et al. 2015
     "lr_g": None,  # None: lr
     "lr_d": None,
+    "lr_decay": 0.0,  # fraction of the run over which every learning rate falls linearly to 0; 0: constant
+    "r1_gamma": 0.0,  # R1 penalty gamma/2 E||grad D(x)||^2 on real data (Mescheder et al. 2018); 0: off
     "n_critic": 1,  # D updates per iteration
     "g_steps": 1,  # G updates per iteration
     "ema": 0.0,  # decay of an EMA copy of G; 0 turns it off
@@ -161,6 +163,11 @@ def check_limits(cfg: dict) -> None:
             raise ConfigError(f"{key} out of range: {v!r}")
     if not 0 <= cfg.get("label_smoothing", 0.0) < 1:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {cfg.get('label_smoothing')!r}")
+    for key, ok, what in (("lr_decay", lambda v: 0 <= v <= 1, "a fraction of the run in [0, 1]"),
+                          ("r1_gamma", lambda v: v >= 0, "a weight >= 0")):
+        v = cfg.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+            raise ConfigError(f"{key} must be {what}, got {v!r}")
     if cfg.get("historical_averaging", 0.0) < 0:
         raise ConfigError(f"historical_averaging is a weight >= 0, got {cfg.get('historical_averaging')!r}")
     if cfg.get("amp") not in ("off", "bf16", "fp16"):

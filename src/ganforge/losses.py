@@ -86,6 +86,16 @@ def gradient_penalty(D, real, fake, center: float = 1.0, alpha=None, **d_kwargs)
     return (norm - center).pow(2).mean()
 
 
+def r1_penalty(d_real, real):
+    """Mescheder et al. 2018: E[||grad_x D(x)||^2] on real data, a zero-centred penalty.
+
+    ``real`` must require grad before ``d_real = D(real)`` is computed, so D runs once for both
+    its loss and the penalty; the graph is kept so that the penalty trains D.
+    """
+    (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
+    return grad.float().flatten(1).pow(2).sum(1).mean()
+
+
 def pulling_away(h):
     """EBGAN's pulling-away term (Zhao et al. 2017): the mean squared cosine similarity over
     distinct pairs of the batch's codes ``h`` (B, ...): 0 for orthogonal codes, 1 for parallel ones."""

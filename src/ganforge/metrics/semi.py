@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import GanforgeError
+from ..train.schedule import lr_factor
 
 
 def _images_labels(data):
@@ -80,10 +81,10 @@ def train_supervised_only(model, steps: int, batch_size: int = 64, seed: int = 0
     params = [*model.D.parameters()]
     lr = model.cfg["lr_d"] or model.cfg["lr"]
     opt = model.adam(params, lr)  # with the model's own adam_eps, if it has one
+    decay = model.cfg.get("lr_decay", 0.0)
     for i in range(steps):
-        if hasattr(model, "lr_factor"):
-            for g in opt.param_groups:
-                g["lr"] = lr * model.lr_factor(i, steps)
+        for g in opt.param_groups:
+            g["lr"] = lr * lr_factor(i, steps, decay)
         loss, _ = model.supervised_loss(batch_size)
         opt.zero_grad(set_to_none=True)
         loss.backward()

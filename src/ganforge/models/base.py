@@ -24,6 +24,8 @@ from ..nn import evaluating
 
 # Options of the default d_step/g_step (Salimans et al. 2016); config keys in config.ENGINE_DEFAULTS.
 IMPROVED_GAN = ("feature_matching", "minibatch_discrimination", "label_smoothing", "historical_averaging")
+# Every option that acts inside the default steps (R1: Mescheder et al. 2018).
+STEP_OPTIONS = (*IMPROVED_GAN, "r1_gamma")
 
 
 @dataclass
@@ -97,7 +99,8 @@ class GANModel(nn.Module):
             self.hist_avg[name].update(getattr(self, name))
 
     def d_regularizer(self, real, fake) -> dict:
-        """Extra terms of D's loss in the default d_step, by name (WGAN-GP's gradient penalty)."""
+        """Extra terms of D's loss in the default d_step, by name (WGAN-GP's gradient penalty;
+        ``r1_gamma`` adds R1 for any model with the default steps)."""
         return {}
 
     # -- the default unconditional GAN step ------------------------------------------------
@@ -109,10 +112,18 @@ class GANModel(nn.Module):
             # so that it is never reused after G has changed (e.g. steps called by hand).
             self._fake = (fake, self._versions(self.G))
             fake = fake.detach()
+        r1 = self.cfg.get("r1_gamma", 0.0)
+        if r1:
+            real = real.detach().requires_grad_(True)
         d_real, d_fake = self.D(real), self.D(fake)
         loss = losses.d_loss(self.cfg["loss"], d_real, d_fake, **self._d_loss_kwargs())
         out = {"D(x)": d_real.mean(), "D(G(z))": d_fake.mean()}
-        for name, term in self.d_regularizer(real, fake).items():
+        terms = self.d_regularizer(real, fake)
+        if r1:
+            # Penalising D's slope on the data keeps it from oscillating around the equilibrium
+            # (Mescheder et al. 2018, "Which training methods for GANs do actually converge?").
+            terms["R1"] = 0.5 * r1 * losses.r1_penalty(d_real, real)
+        for name, term in terms.items():
             loss, out[name] = loss + term, term.detach()
         return {"loss": loss + self._history_penalty("D"), **out}
 
@@ -136,7 +147,7 @@ class GANModel(nn.Module):
         c = self.cfg
         if "loss" in c:
             losses.check_loss(c["loss"])
-        on = [k for k in IMPROVED_GAN if c.get(k)]
+        on = [k for k in STEP_OPTIONS if c.get(k)]
         if not on:
             return
         own = [f for f in ("d_step", "g_step") if getattr(type(self), f) is not getattr(GANModel, f)]

@@ -24,8 +24,8 @@ MLP 784-1000-500-250-250-250-N with weight normalization (data-dependent init on
 batch), ReLU, and Gaussian noise on its input (std ``input_noise`` 0.3, images seen in [0, 1])
 and on every hidden layer's output (std ``hidden_noise`` 0.5), both off when classifying. G maps
 z ~ U(0, 1)^100 through 500-500 softplus layers with batch norm to 784 sigmoid outputs, its last
-layer weight-normalized. Adam lr 0.003, beta1 0.5, batch 100. ``lr_decay`` (a fraction of the
-run) decays both learning rates linearly to 0 over the last part of the run, and ``d_average``
+layer weight-normalized. Adam lr 0.003, beta1 0.5, batch 100. ``lr_decay`` (the engine's schedule: a
+fraction of the run) decays both learning rates linearly to 0 over the last part of the run, and ``d_average``
 keeps an exponential moving average of D's weights that classifies instead of D (the authors
 evaluate an average of D's weights too). ``shift`` > 0 translates the real images D and the
 feature matching see (labelled and unlabelled) by up to that many pixels, a data augmentation the
@@ -125,6 +125,10 @@ class SGAN(GANModel):
     year = 2016
     needs_labels = True
     data_desc = "labelled images (uses labels_per_class of them)"
+    # adam_eps 1e-4: the authors' Adam adds 1e-8 to the second moment *inside* the square root, i.e.
+    # an eps of 1e-4 on its scale. Most of D's hidden-layer gradients are smaller than that (median
+    # |g| 2e-5..5e-5, measured on MNIST), so with torch's 1e-8 every weight moves by ~lr each step.
+    # lr_decay is the engine's linear schedule, here over the last 30% of the run.
     defaults = {"arch": "mlp", "z_dim": 100, "g_hidden": [500, 500], "d_hidden": [1000, 500, 250, 250, 250],
                 "labels_per_class": 10, "g_loss": "feature_matching", "unsup_weight": 0.5,
                 "input_noise": 0.3, "hidden_noise": 0.5, "lr": 3e-3, "batch_size": 100,
@@ -140,9 +144,6 @@ class SGAN(GANModel):
             raise ConfigError(f"g_loss must be feature_matching or nonsaturating, got {c['g_loss']!r}")
         if c["arch"] not in ("mlp", "dcgan"):
             raise ConfigError(f"arch must be mlp or dcgan, got {c['arch']!r}")
-        if not 0 <= c["lr_decay"] <= 1:
-            raise ConfigError(f"lr_decay is the fraction of the run over which lr falls to 0, in [0, 1]; "
-                              f"got {c['lr_decay']!r}")
         if not 0 <= c["shift"] < min(s.image_size, 8):
             raise ConfigError(f"shift is the largest random translation in pixels, 0..7; got {c['shift']!r}")
         if not 0 <= c["d_average"] < 1:
@@ -164,47 +165,24 @@ class SGAN(GANModel):
         self.register_buffer("labelled_idx", torch.full((n,), -1, dtype=torch.long))
         self.register_buffer("labelled_x", torch.zeros(n, s.channels, s.image_size, s.image_size, dtype=torch.uint8))
         self.register_buffer("labelled_y", torch.zeros(n, dtype=torch.long))
-        # Whether D's data-dependent init has run, and how many iterations are done (lr_decay).
+        # Whether D's data-dependent init has run (travels in checkpoints).
         self.register_buffer("d_initialized", torch.zeros((), dtype=torch.bool))
-        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
 
     def sample_inputs(self, n, generator=None, **cond):
         if self.cfg["arch"] == "mlp":  # z ~ U(0, 1), as in the authors' code
             return {"z": self.rand(n, self.cfg["z_dim"], generator=generator)}
         return super().sample_inputs(n, generator, **cond)
 
-    # -- optimizers, learning-rate decay, averaged D ----------------------------------------
-    def optimizers(self):
-        c = self.cfg
-        # Adam with eps 1e-4: the authors' Adam adds 1e-8 to the second moment *inside* the square
-        # root, i.e. an eps of 1e-4 on its scale. Most of D's hidden-layer gradients are smaller than
-        # that (median |g| 2e-5..5e-5, measured on MNIST), so with torch's 1e-8 every weight moves by
-        # ~lr each step instead.
-        # (GANModel.adam reads adam_eps from the config.)
-        self._opts = {"G": self.adam(self.G.parameters(), c["lr_g"] or c["lr"]),
-                      "D": self.adam(self.D.parameters(), c["lr_d"] or c["lr"])}
-        self._base_lr = {k: o.param_groups[0]["lr"] for k, o in self._opts.items()}
-        return self._opts
-
-    def lr_factor(self, it: int, steps: int) -> float:
-        """Learning-rate multiplier at iteration ``it`` of ``steps``: 1, then linear to 0 over the
-        last ``lr_decay`` of the run."""
-        span = self.cfg["lr_decay"] * steps
-        if span <= 0:
-            return 1.0
-        return max(0.0, min(1.0, (steps - it) / span))
-
+    # -- averaged D ----------------------------------------------------------------------------
     def after_phase(self, name: str) -> None:
         super().after_phase(name)
         if name == "D":
             self.update_average()
-        elif name == "G":
-            self.iteration += 1
-            it = int(self.iteration) // max(1, self.cfg["g_steps"])
-            f = self.lr_factor(it, self.cfg["steps"])
-            for k, o in getattr(self, "_opts", {}).items():
-                for g in o.param_groups:
-                    g["lr"] = self._base_lr[k] * f
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Runs made before the engine owned lr_decay kept an iteration counter here; it is not needed.
+        state_dict.pop(prefix + "iteration", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def update_average(self) -> None:

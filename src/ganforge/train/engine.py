@@ -26,6 +26,7 @@ from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed
 from .checkpoint import atomic_save, load_checkpoint, save_generator
+from .schedule import lr_factor
 
 CKPT = "checkpoints/last.pt"
 # What a run writes; --force removes exactly these, never anything else in the directory.
@@ -87,6 +88,8 @@ def load_run(run_dir, device="cpu", which: str = "last"):
     if not is_run(run_dir):
         raise RunDirError(f"{run_dir} is not a ganforge run (no config.yaml)")
     cfg = C.load_yaml(run_dir / "config.yaml")
+    # Settings added since the run was made take their defaults, as when a run is resumed.
+    cfg = C.resolve(get_model_class(cfg.get("model")).defaults, cfg)
     ckpt = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
     model = build_model(cfg, DataSpec(**ckpt["spec"]))
     model.load_state_dict(ckpt["model"])
@@ -153,6 +156,8 @@ class Trainer:
         self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.model.rank, self.model.world = self.rank, self.world
         self.opts = self.model.optimizers()
+        # The schedule (lr_decay) scales these; read before a resume loads decayed rates into the groups.
+        self._base_lr = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         self.phases = self.model.phases()
         for ph in self.phases:
             missing = [o for o in ph.optimizers if o not in self.opts]
@@ -264,6 +269,11 @@ class Trainer:
         if self._compiled is True:
             return self._first_compiled_step(acc)
         images = 0
+        if self.cfg["lr_decay"]:
+            f = lr_factor(self.step, self.cfg["steps"], self.cfg["lr_decay"])
+            for k, o in self.opts.items():
+                for g, base in zip(o.param_groups, self._base_lr[k]):
+                    g["lr"] = base * f
         for phase in self.phases:
             self._set_trainable(phase)
             opts = [self.opts[o] for o in phase.optimizers]
