@@ -32,6 +32,17 @@ def test_g_input_is_noise_plus_codes():
     assert x["cont"].shape == (4000, 2) and -1 <= x["cont"].min() < -0.99 and 0.99 < x["cont"].max() <= 1
 
 
+def test_z_dist_uniform_draws_noise_in_the_unit_box_for_training_and_traversals():
+    m = ganforge.create("infogan", data="digits", z_dist="uniform", **TINY)
+    z = m.sample_inputs(4000)["z"]
+    assert z.min() >= -1 and z.max() <= 1 and abs(z.var().item() - 1 / 3) < 0.01  # U(-1, 1): variance 1/3
+    g = torch.Generator().manual_seed(0)
+    assert m.noise(3, g).abs().max() <= 1
+    assert ganforge.create("infogan", data="digits", **TINY).sample_inputs(4000)["z"].abs().max() > 1  # N(0, I)
+    with pytest.raises(ConfigError, match="z_dist"):
+        ganforge.create("infogan", data="digits", z_dist="beta", **TINY)
+
+
 def test_q_is_a_head_on_ds_body():
     m = ganforge.create("infogan", data="digits", **TINY)
     assert not any(isinstance(l, nn.Conv2d) for l in m.Q.modules()), "Q has no body of its own"

@@ -91,14 +91,17 @@ class InfoGAN(GANModel):
     year = 2016
     # The paper's MNIST settings: 62 noise variables, lr 2e-4 for D and 1e-3 for G, lambda 1 for the
     # categorical code and a smaller weight for the continuous ones (their scale differs).
+    # z_dist: the authors' code draws z ~ U(-1, 1) ("uniform"); "normal" is N(0, I).
     defaults = {"z_dim": 62, "n_cat": 10, "n_cont": 2, "lambda_cat": 1.0, "lambda_cont": 0.1, "q_hidden": 128,
                 "g_width": 64, "d_width": 64, "lr_g": 1e-3, "loss": "nonsaturating",
-                "arch": "paper", "fc_width": 1024}
+                "arch": "paper", "fc_width": 1024, "z_dist": "normal"}
 
     def build(self):
         c, s = self.cfg, self.spec
         if c["n_cat"] < 2 or c["n_cont"] < 0:
             raise ConfigError(f"infogan needs n_cat >= 2 and n_cont >= 0, got {c['n_cat']} and {c['n_cont']}")
+        if c["z_dist"] not in ("normal", "uniform"):
+            raise ConfigError(f"z_dist must be normal or uniform, got {c['z_dist']!r}")
         in_dim = c["z_dim"] + c["n_cat"] + c["n_cont"]
         if c["arch"] == "paper":  # Table 1 of the paper: an FC layer of fc_width in both G and D
             self.G = InfoGANGenerator(in_dim, s.channels, s.image_size, c["g_width"], c["fc_width"])
@@ -124,8 +127,13 @@ class InfoGAN(GANModel):
         """The codes' names as in the paper: c1 the categorical one, c2, c3, ... the continuous ones."""
         return [f"c{i + 1}" for i in range(1 + self.cfg["n_cont"])]
 
+    def noise(self, n, generator=None):
+        if self.cfg["z_dist"] == "uniform":
+            return self.rand(n, self.cfg["z_dim"], generator=generator) * 2 - 1
+        return self.randn(n, self.cfg["z_dim"], generator=generator)
+
     def sample_inputs(self, n, generator=None, c1=None):
-        inputs = {"z": self.randn(n, self.cfg["z_dim"], generator=generator),
+        inputs = {"z": self.noise(n, generator),
                   "cat": self.randint(self.cfg["n_cat"], n, generator=generator),
                   "cont": self.rand(n, self.cfg["n_cont"], generator=generator) * 2 - 1}
         if c1 is not None:
@@ -201,7 +209,7 @@ class InfoGAN(GANModel):
         k, n_cont = self.cfg["n_cat"], self.cfg["n_cont"]
         if code == "c1":
             n_cols = k
-        z = self.randn(n_rows, self.cfg["z_dim"], generator=g).repeat_interleave(n_cols, 0)
+        z = self.noise(n_rows, g).repeat_interleave(n_cols, 0)
         cont = torch.zeros(n_rows * n_cols, n_cont, device=z.device)
         if code == "c1":
             cat = torch.arange(k, device=z.device).repeat(n_rows)
