@@ -59,16 +59,18 @@ def test_two_processes_train_what_one_does_and_resume_crosses_over(tmp_path):
 
 
 @pytest.mark.slow
-def test_gradient_penalty_and_n_critic_train_under_ddp_as_in_one_process(tmp_path):
+@pytest.mark.parametrize("model,extra", [("wgan-gp", {}), ("lsgan", {"r1_gamma": 1.0, "lr_decay": 0.5})])
+def test_gradient_penalty_and_n_critic_train_under_ddp_as_in_one_process(tmp_path, model, extra):
     """WGAN-GP: five critic updates per G update, each backpropagating through a gradient penalty
-    (a double backward inside the DDP-wrapped step), on 2-D points with norm-free toy nets."""
-    sets = {"toy_g_norm": "none", "log_every": 2, "sample_every": 0, "ckpt_every": 0, "toy_hidden": 32}
+    (a double backward inside the DDP-wrapped step), on 2-D points with norm-free toy nets. lsgan
+    with R1 (a double backward through D on real data) and the engine's learning-rate decay."""
+    sets = {"toy_g_norm": "none", "log_every": 2, "sample_every": 0, "ckpt_every": 0, "toy_hidden": 32, **extra}
     flags = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
-    r = subprocess.run([sys.executable, "-m", "ganforge", "train", "wgan-gp", "--data", "ring8", "--steps", "3",
+    r = subprocess.run([sys.executable, "-m", "ganforge", "train", model, "--data", "ring8", "--steps", "3",
                         "--batch-size", "32", "--quiet", "--out", str(tmp_path / "ddp"), "--nproc", "2", *flags],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    ganforge.train("wgan-gp", out=tmp_path / "one", steps=3, data="ring8", batch_size=32, progress=False, sets=sets)
+    ganforge.train(model, out=tmp_path / "one", steps=3, data="ring8", batch_size=32, progress=False, sets=sets)
     _close(tmp_path / "ddp", tmp_path / "one")
 
 
