@@ -24,9 +24,9 @@ MLP 784-1000-500-250-250-250-N with weight normalization (data-dependent init on
 batch), ReLU, and Gaussian noise on its input (std ``input_noise`` 0.3, images seen in [0, 1])
 and on every hidden layer's output (std ``hidden_noise`` 0.5), both off when classifying. G maps
 z ~ U(0, 1)^100 through 500-500 softplus layers with batch norm to 784 sigmoid outputs, its last
-layer weight-normalized. Adam lr 0.003, beta1 0.5, batch 100. ``lr_decay`` (the engine's schedule: a
-fraction of the run) decays both learning rates linearly to 0 over the last part of the run, and ``d_average``
-keeps an exponential moving average of D's weights that classifies instead of D (the authors
+layer weight-normalized. Adam lr 0.003, beta1 0.5, batch 100. ``lr_decay`` (the engine's schedule,
+a fraction of the run) decays both learning rates linearly to 0 over the last part of the run, and
+``d_average`` keeps an exponential moving average of D's weights that classifies instead of D (the authors
 evaluate an average of D's weights too). ``shift`` > 0 translates the real images D and the
 feature matching see (labelled and unlabelled) by up to that many pixels, a data augmentation the
 paper does not use (its MNIST task is permutation-invariant; ``shift=0`` is that task).
