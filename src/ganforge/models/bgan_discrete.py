@@ -149,9 +149,7 @@ class BGANDiscrete(GANModel):
         for key, allowed in (("estimator", ESTIMATORS), ("normalise", NORMALISE), ("quantize", QUANTIZE)):
             if c[key] not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {c[key]!r}")
-        self.dim = 1
-        for s in self.spec.shape:
-            self.dim *= s
+        self.dim = math.prod(self.spec.shape)
         self.per_pixel = 1 if c["levels"] == 2 else c["levels"]
         self.G = MLP([c["z_dim"], c["g_hidden"], c["g_hidden"], self.dim * self.per_pixel], act=nn.ReLU)
         self.D = MLP([self.dim, c["d_hidden"], c["d_hidden"], 1], act=lambda: nn.LeakyReLU(0.2))

@@ -82,14 +82,21 @@ def _check_fit(cls, spec: DataSpec, raw) -> None:
         raise DataError(f"{cls.name} needs class labels; this data set has none")
 
 
+def run_config(run_dir: Path, **override) -> dict:
+    """A run's recorded settings (with ``override`` on top), resolved against today's defaults:
+    settings added since the run was made take their default values."""
+    cfg = {**C.load_yaml(run_dir / "config.yaml"), **override}
+    if not isinstance(cfg.get("model"), str):
+        raise RunDirError(f"{run_dir / 'config.yaml'} names no model; it is not a ganforge run's config")
+    return C.resolve(get_model_class(cfg.get("model")).defaults, cfg)
+
+
 def load_run(run_dir, device="cpu", which: str = "last"):
     """The model of a finished or interrupted run, with its trained weights, in eval mode."""
     run_dir = Path(run_dir)
     if not is_run(run_dir):
         raise RunDirError(f"{run_dir} is not a ganforge run (no config.yaml)")
-    cfg = C.load_yaml(run_dir / "config.yaml")
-    # Settings added since the run was made take their defaults, as when a run is resumed.
-    cfg = C.resolve(get_model_class(cfg.get("model")).defaults, cfg)
+    cfg = run_config(run_dir)
     ckpt = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
     model = build_model(cfg, DataSpec(**ckpt["spec"]))
     model.load_state_dict(ckpt["model"])
@@ -506,12 +513,8 @@ def _train(model, out, resume, force, steps, config_file, sets, progress, flags,
             raise RunDirError(f"{out} is not a ganforge run (no config.yaml); nothing to resume")
         if model is not None or flags or sets or config_file:
             raise ConfigError("--resume continues a run with its own settings; only --steps may change")
-        cfg = C.load_yaml(out / "config.yaml")
+        cfg = run_config(out, **({} if steps is None else {"steps": steps}))
         state = load_checkpoint(out / CKPT)
-        if steps is not None:
-            cfg["steps"] = steps
-        cls = get_model_class(cfg["model"])
-        cfg = C.resolve(cls.defaults, cfg)
         trainer = Trainer(cfg, out, resume_state=state, progress=progress, dist=_join(cfg, info))
         distributed.barrier()  # every process has read the run before rank 0 rewrites its config
         if trainer.main:
