@@ -35,7 +35,9 @@ import torch
 SETTINGS = {
     "cgan": ["--set", "g_width=32", "--set", "d_width=32"],
     "acgan": ["--set", "g_width=32", "--set", "d_width=32", "--set", "ema=0.999"],
-    "infogan": [],  # the paper's MNIST networks (its defaults), measured at --steps 2000
+    # its defaults: the paper's MNIST networks with c1_invariance=1 (add --set c1_invariance=0 for the
+    # paper's method), measured at --steps 2000
+    "infogan": [],
     # sgan: its registered defaults are Salimans et al.'s MLP model (measured at --steps 10000)
     "sgan": ["--set", "labels_per_class=10"],
 }

@@ -11,7 +11,7 @@ import torch
 
 import ganforge
 from ganforge.train.checkpoint import atomic_save, load_checkpoint
-from ganforge.train.engine import Trainer, build_model
+from ganforge.train.engine import Trainer, build_model, run_config
 from ganforge import config as C
 from ganforge.registry import get_model_class
 
@@ -226,3 +226,17 @@ def test_a_run_made_before_a_setting_existed_still_loads(tmp_path):
     C.save_yaml(cfg, tmp_path / "config.yaml")
     m = ganforge.load_run(tmp_path)
     assert m.cfg["lr_decay"] == 0.0 and m.cfg["r1_gamma"] == 0.0 and m.sample(3).shape[0] == 3
+
+
+def test_a_run_made_before_a_setting_existed_keeps_training_as_it_did(tmp_path):
+    # InfoGAN's c1_invariance is on by default now; a run recorded without it was trained without it.
+    tiny = {"g_width": 8, "d_width": 8, "z_dim": 16, "q_hidden": 16, "fc_width": 32}
+    ganforge.train("infogan", out=tmp_path, steps=1, data="digits", batch_size=16, progress=False,
+                   sets={**QUIET, **tiny})
+    assert ganforge.load_run(tmp_path).cfg["c1_invariance"] == 1.0
+    cfg = C.load_yaml(tmp_path / "config.yaml")
+    del cfg["c1_invariance"]  # as written by an older ganforge
+    C.save_yaml(cfg, tmp_path / "config.yaml")
+    assert ganforge.load_run(tmp_path).cfg["c1_invariance"] == 0.0
+    assert run_config(tmp_path)["c1_invariance"] == 0.0
+    assert run_config(tmp_path, c1_invariance=0.5)["c1_invariance"] == 0.5

@@ -8,6 +8,8 @@ from torch import nn
 import ganforge
 from ganforge import config as C
 from ganforge.cli import main
+from ganforge.data import load_data
+from ganforge.data.loader import images_to_float
 from ganforge.errors import ConfigError
 from ganforge.metrics.semi import code_class_agreement
 from ganforge.registry import get_model_class
@@ -83,8 +85,9 @@ def _changed(before, net):
     return any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
 
-def test_info_loss_reaches_g_and_q_through_the_engine_phases(tmp_path):
-    t = trainer(tmp_path)
+@pytest.mark.parametrize("c1_invariance", [0.0, 1.0])
+def test_info_loss_reaches_g_and_q_through_the_engine_phases(tmp_path, c1_invariance):
+    t = trainer(tmp_path, c1_invariance=c1_invariance)
     m = t.model
     d_phase, g_phase = t.phases
     assert set(d_phase.optimizers) == {"D"} and set(g_phase.optimizers) == {"G"}
@@ -111,17 +114,43 @@ def test_info_loss_reaches_g_and_q_through_the_engine_phases(tmp_path):
 
 def test_lambda_weights_the_info_term():
     torch.manual_seed(0)
-    m = ganforge.create("infogan", data="digits", **TINY)
+    m = ganforge.create("infogan", data="digits", c1_invariance=0.0, **TINY)
     feats = torch.randn(8, m.D.feature_dim)
     inputs = m.sample_inputs(8)
     m.eval()
-    base, logs = m.info_loss(feats, inputs)
+    base, logs = m.info_loss(None, feats, inputs)  # without c1_invariance the images are not read
     m.cfg["lambda_cat"], m.cfg["lambda_cont"] = 0.0, 0.0
-    assert float(m.info_loss(feats, inputs)[0].detach()) == 0.0
+    assert float(m.info_loss(None, feats, inputs)[0].detach()) == 0.0
     m.cfg["lambda_cat"], m.cfg["lambda_cont"] = 1.0, 0.0
-    cat_only = m.info_loss(feats, inputs)[0]
+    cat_only = m.info_loss(None, feats, inputs)[0]
     assert torch.allclose(cat_only, np.log(10) - logs["MI_c1"])
     assert torch.allclose(base, cat_only + 0.1 * logs["L_cont"])
+
+
+def test_c1_invariance_has_q_read_c1_from_a_warped_copy_and_the_other_codes_from_the_image():
+    torch.manual_seed(0)
+    m = ganforge.create("infogan", data="digits", c1_invariance=1.0, **TINY).eval()
+    inputs = m.sample_inputs(8)
+    # Digits stand in for G's output: an untrained G draws near-blank images, which no warp changes.
+    fake = images_to_float({"x": load_data("digits").x[:8]})["x"]
+    with torch.no_grad():
+        f_fake = m.D.features(fake)
+        read = []
+        real_features = m.D.features
+        m.D.features = lambda x: (read.append(x), real_features(x))[1]
+        (_, a), (_, b) = m.info_loss(fake, f_fake, inputs), m.info_loss(fake, f_fake, inputs)
+    # c1 is read from a fresh warp of the same images each time: near them, never equal to them.
+    assert len(read) == 2 and not torch.equal(read[0], fake) and not torch.equal(read[0], read[1])
+    assert 0 < (read[0] - fake).abs().mean() < 0.5
+    assert not torch.equal(a["MI_c1"], b["MI_c1"]) and torch.equal(a["L_cont"], b["L_cont"])
+    # At strength 0 (the paper's method), Q reads c1 from the image itself.
+    m.cfg["c1_invariance"] = 0.0
+    with torch.no_grad():
+        loss0, logs0 = m.info_loss(fake, f_fake, inputs)
+        logits = m.q_out(f_fake)[0]
+    assert torch.allclose(logs0["MI_c1"], np.log(10) - torch.nn.functional.cross_entropy(logits, inputs["cat"]))
+    with pytest.raises(ConfigError, match="c1_invariance"):
+        ganforge.create("infogan", data="digits", c1_invariance=-0.5, **TINY)
 
 
 def test_traversal_grid_varies_one_code_across_columns():

@@ -49,6 +49,9 @@ class GANModel(nn.Module):
     data_kinds: tuple[str, ...] = ("image",)  # which data it trains on: "image", "points"
     needs_labels: bool = False
     defaults: dict = {}
+    # Values that a run recorded before a setting existed must take when its default today would
+    # change how that run trains (e.g. {"c1_invariance": 0.0}); other missing settings get defaults.
+    legacy_defaults: dict = {}
     ema_nets: tuple[str, ...] = ("G",)  # networks that get an EMA copy when ema > 0
 
     def __init__(self, cfg: dict, spec: DataSpec):

@@ -9,6 +9,14 @@ of the mutual information I(c; G(z, c)), i.e. minus Q's log-likelihood of the tr
 added with weight lambda to both G's loss and D/Q's loss. Nothing says what the codes should mean:
 with no labels at all, c1 tends to take the digit class and c2, c3 style such as slant and width.
 
+``c1_invariance`` (a warp strength, 1 by default; 0 is the paper's method) has Q read c1 from a randomly rotated,
+sheared, scaled and shifted copy of G(z, c) (``ganforge.nn.augment.random_affine``), so G can only
+make c1 recoverable through what survives such a warp: the digit's identity rather than its slant or
+width. Without it, some seeds settle where two values of c1 differ only in slant and each draws
+4s and 9s alike (z then picks the digit). The idea of identity-preserving transforms for the
+categorical code is Elastic-InfoGAN's (Ojha et al., NeurIPS 2020), which uses a contrastive loss;
+here Q's usual cross-entropy simply sees the warped copy.
+
 Networks (``arch``): by default the paper's MNIST networks (Table 1), whose G and D each have a
 fully connected layer of 1024 units (``fc_width``) next to the convolutions, and Q reads D's FC
 layer. ``arch=dcgan`` uses the shared all-convolutional DCGAN networks instead (Q then reads D's
@@ -26,6 +34,7 @@ from torch import nn
 from .. import losses
 from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, DCGANGenerator, View, dcgan_init, dcgan_stages, evaluating
+from ..nn.augment import random_affine
 from ..registry import register
 from .base import GANModel
 
@@ -92,9 +101,12 @@ class InfoGAN(GANModel):
     # The paper's MNIST settings: 62 noise variables, lr 2e-4 for D and 1e-3 for G, lambda 1 for the
     # categorical code and a smaller weight for the continuous ones (their scale differs).
     # z_dist: the authors' code draws z ~ U(-1, 1) ("uniform"); "normal" is N(0, I).
+    # c1_invariance is on by default because without it c1 follows the digit class in only some seeds
+    # (docs/conditional.md); 0 is the paper's method.
     defaults = {"z_dim": 62, "n_cat": 10, "n_cont": 2, "lambda_cat": 1.0, "lambda_cont": 0.1, "q_hidden": 128,
                 "g_width": 64, "d_width": 64, "lr_g": 1e-3, "loss": "nonsaturating",
-                "arch": "paper", "fc_width": 1024, "z_dist": "normal"}
+                "arch": "paper", "fc_width": 1024, "z_dist": "normal", "c1_invariance": 1.0}
+    legacy_defaults = {"c1_invariance": 0.0}  # runs made before it existed trained without it
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -102,6 +114,8 @@ class InfoGAN(GANModel):
             raise ConfigError(f"infogan needs n_cat >= 2 and n_cont >= 0, got {c['n_cat']} and {c['n_cont']}")
         if c["z_dist"] not in ("normal", "uniform"):
             raise ConfigError(f"z_dist must be normal or uniform, got {c['z_dist']!r}")
+        if not 0 <= c["c1_invariance"] <= 2:
+            raise ConfigError(f"c1_invariance must be a warp strength in [0, 2] (0: off), got {c['c1_invariance']}")
         in_dim = c["z_dim"] + c["n_cat"] + c["n_cont"]
         if c["arch"] == "paper":  # Table 1 of the paper: an FC layer of fc_width in both G and D
             self.G = InfoGANGenerator(in_dim, s.channels, s.image_size, c["g_width"], c["fc_width"])
@@ -151,13 +165,20 @@ class InfoGAN(GANModel):
         q = self.Q(features)
         return q[:, :self.cfg["n_cat"]], q[:, self.cfg["n_cat"]:]
 
-    def info_loss(self, features, inputs) -> tuple[torch.Tensor, dict]:
+    def info_loss(self, fake, f_fake, inputs) -> tuple[torch.Tensor, dict]:
         """-(lower bound on I(c; G(z, c))) up to the constant H(c): Q's negative log-likelihood of c.
 
         Categorical: cross-entropy. Continuous: a Gaussian with unit variance, i.e. 0.5 * squared
-        error (the paper fixes Q's variance too, on MNIST).
+        error (the paper fixes Q's variance too, on MNIST). ``f_fake`` is D's features of ``fake``.
+        With ``c1_invariance`` > 0, Q reads c1 from a randomly rotated, sheared and scaled copy of
+        ``fake`` instead (the continuous codes still from ``fake`` itself).
         """
-        logits, mean = self.q_out(features)
+        if self.cfg["c1_invariance"]:
+            u = self.rand(len(fake), 6)
+            logits = self.q_out(self.D.features(random_affine(fake, u, self.cfg["c1_invariance"])))[0]
+            mean = self.q_out(f_fake)[1]
+        else:
+            logits, mean = self.q_out(f_fake)
         l_cat = F.cross_entropy(logits, inputs["cat"])
         l_cont = 0.5 * (mean - inputs["cont"]).pow(2).sum(1).mean() if self.cfg["n_cont"] else logits.new_zeros(())
         loss = self.cfg["lambda_cat"] * l_cat + self.cfg["lambda_cont"] * l_cont
@@ -167,15 +188,17 @@ class InfoGAN(GANModel):
     def d_step(self, batch):
         real = batch["x"]
         inputs = self.sample_inputs(len(real))
-        f_fake = self.D.features(self.generate(inputs))
+        fake = self.generate(inputs)
+        f_fake = self.D.features(fake)
         d_real, d_fake = self.D(real), self.D.head(f_fake).squeeze(1)
-        info, logs = self.info_loss(f_fake, inputs)
+        info, logs = self.info_loss(fake, f_fake, inputs)
         return {"loss": losses.d_loss(self.cfg["loss"], d_real, d_fake) + info, "info": info, **logs}
 
     def g_step(self, batch):
         inputs = self.sample_inputs(len(batch["x"]))
-        f_fake = self.D.features(self.generate(inputs))
-        info, logs = self.info_loss(f_fake, inputs)
+        fake = self.generate(inputs)
+        f_fake = self.D.features(fake)
+        info, logs = self.info_loss(fake, f_fake, inputs)
         return {"loss": losses.g_loss(self.cfg["loss"], self.D.head(f_fake).squeeze(1)) + info, "G_info": info}
 
     # -- what the codes do ---------------------------------------------------------------

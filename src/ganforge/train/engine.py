@@ -84,11 +84,13 @@ def _check_fit(cls, spec: DataSpec, raw) -> None:
 
 def run_config(run_dir: Path, **override) -> dict:
     """A run's recorded settings (with ``override`` on top), resolved against today's defaults:
-    settings added since the run was made take their default values."""
+    settings added since the run was made take their default values, or the model's
+    ``legacy_defaults`` where today's default would change how the run trains."""
     cfg = {**C.load_yaml(run_dir / "config.yaml"), **override}
     if not isinstance(cfg.get("model"), str):
         raise RunDirError(f"{run_dir / 'config.yaml'} names no model; it is not a ganforge run's config")
-    return C.resolve(get_model_class(cfg.get("model")).defaults, cfg)
+    cls = get_model_class(cfg["model"])
+    return C.resolve(cls.defaults, {**cls.legacy_defaults, **cfg})
 
 
 def load_run(run_dir, device="cpu", which: str = "last"):
