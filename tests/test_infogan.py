@@ -204,7 +204,8 @@ def test_code_class_agreement_finds_the_best_matching():
 
 
 @pytest.mark.slow
-def test_short_training_on_digits_ties_c1_to_the_digit_class(tmp_path):
+@pytest.mark.parametrize("c1_invariance,floor", [(0.0, 0.25), (1.0, 0.45)])
+def test_short_training_on_digits_ties_c1_to_the_digit_class(tmp_path, c1_invariance, floor):
     from ganforge.metrics.classifier import load_classifier, predict
 
     torch.set_num_threads(2)
@@ -213,11 +214,11 @@ def test_short_training_on_digits_ties_c1_to_the_digit_class(tmp_path):
     # their MNIST figure is in docs/conditional.md).
     r = ganforge.train("infogan", data="digits", steps=400, out=tmp_path, progress=False, batch_size=32,
                        sets={"arch": "dcgan", "g_width": 16, "d_width": 16, "z_dim": 32, "q_hidden": 32, **QUIET,
-                             "log_every": 100})
+                             "log_every": 100, "c1_invariance": c1_invariance})
     model = ganforge.load_run(r["out"])
     x, codes = model.sample_with_codes(1000, seed=0)
     net, _ = load_classifier("digits")
     agree = code_class_agreement(codes.numpy(), predict(net, x).argmax(1).numpy(), 10, 10)["accuracy"]
-    # Random codes give about 0.13 with the best matching (see the test above); no labels were used;
-    # 400 steps measured 0.30 here.
-    assert agree > 0.25
+    # Random codes give about 0.13 with the best matching (see the test above); no labels were used.
+    # 400 steps measured 0.326 with the paper's method and 0.622 with c1 read through the warp.
+    assert agree > floor
