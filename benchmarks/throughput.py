@@ -157,29 +157,37 @@ def table(rows, header) -> str:
     return "\n".join([line(header), "| " + " | ".join("-" * w for w in widths) + " |"] + [line(r) for r in rows])
 
 
+def engine_variants(args) -> dict:
+    """{"defaults": {}} plus one settings dict per ``--engine-set KEY=VALUE``."""
+    from ganforge.config import parse_value
+
+    variants = {"defaults": {}}
+    for item in args.engine_set:
+        key, value = item.split("=", 1)
+        variants[item] = {key: parse_value(value)}
+    return variants
+
+
 def part_engine(args) -> None:
     rows = []
     for size in args.sizes:
         raw, what = load_images(size)
         for model in args.models:
-            with tempfile.TemporaryDirectory() as tmp:
-                t = make_trainer(model, raw, size, args.batch_size, Path(tmp))
-                runs = [time_engine(t, args.iters, args.warmup if r == 0 else 0) for r in range(args.repeats)]
-            rows.append((model, f"{size}x{size}", args.batch_size, f"{statistics.median(runs):,.0f}",
-                         f"{min(runs):,.0f}-{max(runs):,.0f}", what))
+            for name, sets in engine_variants(args).items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    t = make_trainer(model, raw, size, args.batch_size, Path(tmp), **sets)
+                    runs = [time_engine(t, args.iters, args.warmup if r == 0 else 0) for r in range(args.repeats)]
+                rows.append((model, name, f"{size}x{size}", args.batch_size, f"{statistics.median(runs):,.0f}",
+                             f"{min(runs):,.0f}-{max(runs):,.0f}", what))
     print("\n(a) engine training throughput, CPU\n")
-    print(table(rows, ("model", "size", "batch", "img/s (median)", "range", "data")))
+    print(table(rows, ("model", "settings", "size", "batch", "img/s (median)", "range", "data")))
 
 
 def part_compare(args) -> list:
     """Engine (with the defaults, plus each ``--engine-set`` variant) against the plain loop."""
     size = 28
     raw, what = load_images(size)
-    variants = {"defaults": {}}
-    for item in args.engine_set:
-        key, value = item.split("=", 1)
-        from ganforge.config import parse_value
-        variants[item] = {key: parse_value(value)}
+    variants = engine_variants(args)
     rows, ratios = [], []
     for model in args.models:
         with tempfile.TemporaryDirectory() as tmp:
@@ -227,7 +235,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--engine-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="(b): also time the engine with this setting, e.g. amp=bf16 (repeatable)")
+                   help="also time the engine with this setting, e.g. amp=bf16 (repeatable)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: img per CPU-second of this process (robust on a shared machine)")
     args = p.parse_args(argv)
