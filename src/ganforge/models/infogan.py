@@ -12,8 +12,8 @@ with no labels at all, c1 tends to take the digit class and c2, c3 style such as
 ``c1_invariance`` (a warp strength, 1 by default; 0 is the paper's method) has Q read c1 from a
 randomly rotated, sheared, scaled and shifted copy of G(z, c) (``ganforge.nn.augment.random_affine``),
 so G can only make c1 recoverable through what survives such a warp: the digit's identity rather
-than its slant or width. Without it, some seeds settle where two values of c1 differ only in slant and each draws
-4s and 9s alike (z then picks the digit). The idea of identity-preserving transforms for the
+than its slant or width. Without it, some seeds settle where two values of c1 differ only in slant
+and each draws 4s and 9s alike (z then picks the digit). The idea of identity-preserving transforms for the
 categorical code is Elastic-InfoGAN's (Ojha et al., NeurIPS 2020), which uses a contrastive loss;
 here Q's usual cross-entropy simply sees the warped copy.
 
