@@ -81,18 +81,17 @@ def measure_infogan(model, args) -> dict:
 
 def measure_sgan(model, args) -> dict:
     import ganforge
-    from ganforge.data import load_data
-    from ganforge.metrics.semi import classifier_accuracy, train_supervised_only
+    from ganforge.metrics.semi import classifier_accuracy
 
     acc = classifier_accuracy(model, args.test_data)
-    # The same network and labelled subset, trained with the supervised loss alone.
-    cfg = {k: v for k, v in model.cfg.items() if k not in ("model", "data")}
-    torch.manual_seed(model.cfg["seed"])
-    base = ganforge.create("sgan", data=model.cfg["data"], **cfg)
-    base.set_labelled(load_data(model.cfg["data"], model.cfg["image_size"]))
-    assert torch.equal(base.labelled_idx, model.labelled_idx.cpu()), "baseline must use the run's labelled subset"
+    # The same network and labelled subset, trained by the engine with the supervised loss alone.
+    sets = {k: v for k, v in model.cfg.items() if k not in ("model", "data")}
     steps = model.cfg["steps"] * model.cfg["n_critic"]
-    train_supervised_only(base, steps, batch_size=model.cfg["batch_size"], seed=model.cfg["seed"])
+    sets.update(labels_only=True, steps=steps, sample_every=0)
+    r = ganforge.train("sgan", data=model.cfg["data"], out=Path(args.runs) / "sgan-labels-only", force=True,
+                       progress=False, sets=sets)
+    base = ganforge.load_run(r["out"])
+    assert torch.equal(base.labelled_idx, model.labelled_idx.cpu()), "baseline must use the run's labelled subset"
     return {"heldout_accuracy": acc, "labels_only_accuracy": classifier_accuracy(base, args.test_data),
             "labelled": int(len(model.labelled_idx)), "baseline_steps": steps}
 
@@ -118,7 +117,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from ganforge.train import load_run
+    from ganforge.training import load_run
 
     from ganforge.data import load_data
     from ganforge.metrics.classifier import predict

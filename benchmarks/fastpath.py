@@ -38,7 +38,7 @@ from throughput import CLOCK, load_images, table, time_engine  # noqa: E402
 def trainer(model: str, raw, size: int, batch: int, device: str, **sets):
     from ganforge import config as C
     from ganforge.registry import get_model_class
-    from ganforge.train.engine import Trainer
+    from ganforge.training.engine import Trainer
 
     cls = get_model_class(model)
     data = "mnist" if raw.name == "mnist" else "digits"

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ganforge.metrics import toy_modes
-from ganforge.train import load_run, train
+from ganforge.training import load_run, train
 
 MODELS = ("gan", "lsgan", "wgan", "wgan-gp", "ebgan", "bgan")
 DATA = ("ring8", "grid25")

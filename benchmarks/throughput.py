@@ -59,7 +59,7 @@ def load_images(size: int):
 def make_trainer(model: str, raw, size: int, batch: int, out: Path, **sets):
     from ganforge import config as C
     from ganforge.registry import get_model_class
-    from ganforge.train.engine import Trainer
+    from ganforge.training.engine import Trainer
 
     cls = get_model_class(model)
     data = "mnist" if raw.name == "mnist" else "digits"

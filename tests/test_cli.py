@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ganforge.cli import main
-from ganforge.train.checkpoint import load_checkpoint
+from ganforge.training.checkpoint import load_checkpoint
 
 from conftest import REPO
 

@@ -7,7 +7,7 @@ import torch
 import ganforge
 from ganforge.cli import main
 from ganforge.errors import ConfigError
-from ganforge.train.engine import Trainer
+from ganforge.training.engine import Trainer
 from ganforge import config as C
 from ganforge.registry import get_model_class
 

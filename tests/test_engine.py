@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.train.checkpoint import atomic_save, load_checkpoint
-from ganforge.train.engine import Trainer, build_model, run_config
+from ganforge.files import atomic_save
+from ganforge.training.checkpoint import load_checkpoint
+from ganforge.training.engine import Trainer, build_model, run_config
 from ganforge import config as C
 from ganforge.registry import get_model_class
 

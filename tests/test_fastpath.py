@@ -5,7 +5,7 @@ import torch
 from ganforge import config as C
 from ganforge.errors import ConfigError
 from ganforge.registry import get_model_class
-from ganforge.train.engine import Trainer
+from ganforge.training.engine import Trainer
 
 from conftest import QUIET, TINY_DCGAN, TINY_GAN
 

@@ -10,7 +10,7 @@ from ganforge import config as C
 from ganforge.errors import ConfigError
 from ganforge.nn import HistoricalAverage, MinibatchDiscrimination
 from ganforge.registry import get_model_class
-from ganforge.train.engine import Trainer
+from ganforge.training.engine import Trainer
 
 from conftest import QUIET, TINY_DCGAN, TINY_GAN
 

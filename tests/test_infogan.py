@@ -13,7 +13,7 @@ from ganforge.data.loader import images_to_float
 from ganforge.errors import ConfigError
 from ganforge.metrics.semi import code_class_agreement
 from ganforge.registry import get_model_class
-from ganforge.train.engine import Trainer
+from ganforge.training.engine import Trainer
 
 from conftest import QUIET
 

@@ -16,7 +16,7 @@ from ganforge.cli import main
 from ganforge.errors import ConfigError
 from ganforge.models.ebgan import ebgan_d_loss
 from ganforge.registry import get_model_class
-from ganforge.train.engine import Trainer
+from ganforge.training.engine import Trainer
 
 from conftest import QUIET, TINY_DCGAN, TINY_GAN
 

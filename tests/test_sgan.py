@@ -1,5 +1,7 @@
 """SGAN (Odena 2016; Salimans et al. 2016): a balanced labelled subset chosen from the seed, a
 supervised loss that sees only it, the N-logit form of the (N+1)-class D, and held-out accuracy."""
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,9 +10,9 @@ import ganforge
 from ganforge import config as C
 from ganforge.data import load_data
 from ganforge.errors import ConfigError, DataError, GanforgeError
-from ganforge.metrics.semi import classifier_accuracy, train_supervised_only
+from ganforge.metrics.semi import classifier_accuracy
 from ganforge.registry import get_model_class
-from ganforge.train.engine import Trainer
+from ganforge.training.engine import Trainer
 
 from conftest import QUIET
 
@@ -103,19 +105,36 @@ def test_classify_and_accuracy(digits):
         classifier_accuracy(ganforge.create("dcgan", data="digits", g_width=8, d_width=8), digits)
 
 
-def test_supervised_only_baseline_trains_only_d_on_the_subset(digits):
-    torch.manual_seed(0)
-    m = tiny(labels_per_class=2)
+def test_labels_only_baseline_trains_only_d_on_the_subset(digits, tmp_path):
+    m = tiny(labels_per_class=2, labels_only=True)
+    assert [ph.name for ph in m.phases()] == ["D"] and not m.phases()[0].data  # no G, no unlabelled image
     with pytest.raises(GanforgeError, match="labelled subset"):
-        train_supervised_only(m, 1)
-    m.set_labelled(digits)
-    g0 = [p.detach().clone() for p in m.G.parameters()]
-    before = F.cross_entropy(m.eval().logits(m.labelled_x.float() / 127.5 - 1), m.labelled_y)
-    train_supervised_only(m, 200, batch_size=20)
+        m.supervised_step({"n": 4})
+    torch.manual_seed(0)
+    init = tiny(labels_per_class=2, labels_only=True)
+    init.set_labelled(digits)
+    before = F.cross_entropy(init.eval().logits(init.labelled_x.float() / 127.5 - 1), init.labelled_y)
+    r = ganforge.train("sgan", data="digits", steps=200, out=tmp_path, progress=False,
+                       sets={**TINY, **QUIET, "labels_per_class": 2, "labels_only": True, "batch_size": 20})
+    m = ganforge.load_run(r["out"])
     assert bool(m.d_initialized)  # its data-dependent init, from the labelled images only
     after = F.cross_entropy(m.logits(m.labelled_x.float() / 127.5 - 1), m.labelled_y)
     assert after < before * 0.5
-    assert all(torch.equal(a, b) for a, b in zip(g0, m.G.parameters()))
+    torch.manual_seed(0)  # the engine seeds with the run's seed (0) before it builds the model
+    g0 = tiny(labels_per_class=2, labels_only=True, batch_size=20).G
+    assert all(torch.equal(a, b) for a, b in zip(g0.parameters(), m.G.parameters())), "G must not train"
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["img_per_s"] == 0.0, "no unlabelled image is read"
+
+
+def test_engine_hands_sgan_its_labelled_subset(tmp_path):
+    # Models never load data: the engine passes the training data to prepare() before step 1.
+    r = ganforge.train("sgan", data="digits[:600]", steps=1, out=tmp_path, progress=False,
+                       sets={**TINY, **QUIET, "labels_per_class": 3})
+    m = ganforge.load_run(r["out"])
+    raw = load_data("digits[:600]")
+    assert torch.equal(m.labelled_idx, m.select_labelled(raw.y))
+    assert torch.equal(m.labelled_x, raw.x[m.labelled_idx])
 
 
 @pytest.mark.slow
@@ -139,12 +158,10 @@ def _learns_to_classify(tmp_path):
     got = heldout_accuracy(model)
     assert got["test_data"] == "digits[1400:]" and got["n_test"] == 397
     # The same network, labelled subset, optimizer, schedule and averaging, on the 30 labels alone.
-    cfg = {k: v for k, v in model.cfg.items() if k not in ("model", "data")}
-    torch.manual_seed(0)  # the baseline's init and batches must not depend on which tests ran before
-    base = ganforge.create("sgan", data="digits[:1400]", **cfg)
-    base.set_labelled(load_data("digits[:1400]"))
+    r = ganforge.train("sgan", data="digits[:1400]", steps=300, out=tmp_path / "alone", progress=False,
+                       sets={**sets, "labels_only": True})
+    base = ganforge.load_run(r["out"])
     assert torch.equal(base.labelled_idx, model.labelled_idx)
-    train_supervised_only(base, 300, batch_size=model.cfg["batch_size"])
     alone = classifier_accuracy(base, load_data("digits[1400:]"))
     # Chance is 0.1. Measured (seed 0, one thread): 0.360 against 0.403 for the labels alone. 300 steps
     # are far too few for the unlabelled images to pay off (on MNIST, 10,000 steps with 10 labels per
@@ -194,7 +211,7 @@ def test_data_dependent_init_normalises_the_first_batch_once(digits):
 
 
 def test_lr_decays_linearly_to_zero_and_d_is_averaged(tmp_path):
-    from ganforge.train.schedule import lr_factor
+    from ganforge.training.schedule import lr_factor
 
     assert [lr_factor(i, 100, 0.5) for i in (0, 50, 75, 100)] == [1.0, 1.0, 0.5, 0.0]
     assert lr_factor(99, 100, 0.0) == 1.0

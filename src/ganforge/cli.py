@@ -68,11 +68,7 @@ def _positive(kind):
 
 def cmd_train(args) -> int:
     from .config import parse_sets
-    from .train import distributed, train
-
-    if args.nproc and args.nproc > 1 and distributed.env_world() <= 1:
-        # Re-run this very command under torchrun, in nproc processes (minus --nproc itself).
-        return distributed.launch(args.nproc, distributed.strip_nproc(args.argv))
+    from .training import distributed, train
 
     flags = {k: v for k, v in {"data": args.data, "batch_size": args.batch_size, "seed": args.seed,
                                "device": args.device, "data_root": args.data_root,
@@ -86,7 +82,8 @@ def cmd_train(args) -> int:
     if args.resume and args.model:
         raise ConfigError("give either a model to train or --resume DIR, not both")
     result = train(args.model, out=args.out, resume=args.resume, force=args.force, steps=args.steps,
-                   config_file=args.config, sets=parse_sets(args.set), progress=not args.quiet, **flags)
+                   config_file=args.config, sets=parse_sets(args.set), progress=not args.quiet,
+                   nproc=args.nproc or 1, **flags)
     out = result["out"]
     if distributed.env_rank() != 0:
         return 0  # rank 0 reports for every process
@@ -104,7 +101,7 @@ def cmd_sample(args) -> int:
     import numpy as np
 
     from .report import save_grid, save_scatter
-    from .train import load_run
+    from .training import load_run
 
     model = load_run(args.run, device=args.device)
     out = Path(args.out) if args.out else Path(args.run) / f"sample_seed{args.seed}.png"
@@ -137,19 +134,20 @@ def cmd_sample(args) -> int:
         save_scatter(x, None, out, title=f"{model.name}: {args.n} samples")
     else:
         save_grid(x, out, nrow=nrow)
-    print(f"wrote {args.n} samples to {out}")
+    print(f"wrote {args.n} samples of {model.generator_name(not args.no_ema)} to {out}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .metrics.evaluate import evaluate_run, format_result
+    from .metrics.evaluate import format_result
+    from .run_eval import evaluate_run
 
-    rec = evaluate_run(args.run, metrics=args.metrics, features=args.features, n=args.n, ema=args.ema,
+    rec = evaluate_run(args.run, metrics=args.metrics, features=args.features, n=args.n, ema=not args.no_ema,
                        seed=args.seed, device=args.device, data_root=args.data_root,
                        inception_weights=args.inception_weights, download=args.download, baseline=args.baseline,
                        progress=not args.quiet)
     what = {"real": "real held-out images", "untrained": "the untrained generator"}.get(rec["baseline"]) or \
-        f"step {rec['step']}" + (" (EMA)" if rec["ema"] else "")
+        f"step {rec['step']}, {rec['net']}"
     feats = f", {rec['features']} features" if "features" in rec else ""
     print(f"{args.run}: {what}, {rec['n']} samples{feats}")
     print(format_result(rec))
@@ -219,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", help="comma-separated: fd,kid,is,pr,dc,classes,modes (default: by data kind)")
     s.add_argument("--features", help="digits or inception (default: digits for mnist/digits, else inception)")
     s.add_argument("--n", type=_positive(int), help="samples to draw (default 10000; 2500 for 2-D data)")
-    s.add_argument("--ema", action="store_true", help="sample from the EMA copy of G")
+    s.add_argument("--no-ema", action="store_true", help="measure G rather than its EMA copy (default: the EMA "
+                   "copy when the run has one, as during training and in `ganforge sample`)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--baseline", choices=["real", "untrained"],
                    help="measure real held-out images (the floor) or the untrained G (the ceiling) instead")
@@ -244,8 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    from .train import Interrupted
+    from .training import Interrupted
 
     try:
         return args.fn(args)

@@ -177,6 +177,6 @@ def check_limits(cfg: dict) -> None:
 
 
 def save_yaml(cfg: dict, path) -> None:
-    from .train.checkpoint import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     atomic_write_bytes(Path(path), yaml.safe_dump(cfg, sort_keys=True).encode())

@@ -34,7 +34,8 @@ Evaluation (``ganforge eval``; see ``ganforge.metrics.evaluate``):
   predicted-class histogram from uniform.
 * ``conditional_accuracy(model, n_per_class=100, features="digits", seed=0) -> float``: the
   fraction of ``model.sample(n, seed=..., label=y)`` that the digit classifier labels y.
-* ``Evaluator``, ``evaluate_run(dir, ...)``, ``reference_stats(...)`` (cached real statistics).
+* ``Evaluator``, ``reference_stats(...)`` (cached real statistics). A run directory is measured
+  by ``ganforge.run_eval.evaluate_run(dir, ...)``, one layer up (it reads runs through the engine).
 
 Importing this package needs only torch and numpy (the data module takes its toy mixtures from
 here); scipy is loaded on the first Frechet-distance call.
@@ -45,7 +46,7 @@ from ganforge.metrics.kid import kid
 from ganforge.metrics.prdc import density_coverage, prdc, precision_recall
 from ganforge.metrics.toy import TOY_MIXTURES, sample_mixture, toy_modes
 from ganforge.metrics.classifier import load_classifier, train_classifier
-from ganforge.metrics.evaluate import Evaluator, class_metrics, conditional_accuracy, evaluate_run, reference_stats
+from ganforge.metrics.evaluate import Evaluator, class_metrics, conditional_accuracy, reference_stats
 from ganforge.metrics.features import get_extractor
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "TOY_MIXTURES",
     "class_metrics",
     "conditional_accuracy",
-    "evaluate_run",
     "get_extractor",
     "load_classifier",
     "reference_stats",

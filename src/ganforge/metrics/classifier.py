@@ -165,7 +165,7 @@ def train_classifier(data: str = "mnist", out=None, root=None, seed: int = 0, st
     from safetensors.torch import save
     from tqdm.auto import tqdm
 
-    from ..train.checkpoint import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     if data not in TRAIN:
         raise ConfigError(f"train-classifier trains on mnist or digits, not {data!r}")

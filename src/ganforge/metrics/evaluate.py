@@ -1,6 +1,7 @@
 """Evaluating a generator: samples -> features -> metrics, against cached reference statistics.
 
-``ganforge eval DIR`` and ``--eval-every N`` both run an :class:`Evaluator`. The real side of
+``ganforge eval DIR`` (through ``ganforge.run_eval``) and ``--eval-every N`` both run an
+:class:`Evaluator`. The real side of
 every comparison (features, their mean and covariance, classifier logits) is computed once per
 (data set, images, image size, extractor) and cached as ``.npz`` (atomic write, loaded with
 ``allow_pickle=False``) under ``$GANFORGE_CACHE`` or ``~/.cache/ganforge/stats``.
@@ -19,10 +20,8 @@ modes      modes captured, high-quality fraction, KL (ring8 / grid25; VEEGAN, Pa
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import io
-import json
 import os
 import time
 from pathlib import Path
@@ -140,7 +139,7 @@ def _data_id(x: torch.Tensor) -> str:
 
 
 def _save_npz(path: Path, arrays: dict) -> None:
-    from ..train.checkpoint import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -303,95 +302,6 @@ class Evaluator:
         return self._digits
 
 
-# ---------------------------------------------------------------------------- ganforge eval
-def _untrained(run_dir: Path, device):
-    """The run's model as built before its first step (same config, same seed)."""
-    from .. import config as C
-    from ..data import DataSpec
-    from ..train.checkpoint import load_checkpoint
-    from ..train.engine import build_model
-
-    cfg = C.load_yaml(run_dir / "config.yaml")
-    spec = DataSpec(**load_checkpoint(run_dir / "checkpoints" / "last.pt")["spec"])
-    torch.manual_seed(cfg["seed"])  # the engine seeds the same way before building the model
-    model = build_model(cfg, spec).to(device).eval()
-    model.step = 0
-    return model
-
-
-def _halves(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[: n // 2].sort().values, perm[n // 2:].sort().values
-
-
-def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | None = None, ema: bool = False,
-                 seed: int = 0, device="cpu", data_root=None, inception_weights=None, download: bool = False,
-                 baseline: str | None = None, progress: bool = True, write: bool = True) -> dict:
-    """Evaluate a run directory and append the result to ``DIR/eval.jsonl``; returns the record.
-
-    ``baseline`` replaces the generator: ``"untrained"`` uses the run's model as initialised
-    (the ceiling), ``"real"`` uses real images (the floor): the data set is split into two
-    random halves (seed 0), the reference is one half and the "samples" are the other.
-    """
-    from .. import config as C
-    from ..data import load_data
-    from ..train.engine import is_run, load_run, pick_device
-
-    run_dir = Path(run_dir)
-    if not is_run(run_dir):
-        raise GanforgeError(f"{run_dir} is not a ganforge run (no config.yaml); train one with `ganforge train`")
-    if baseline not in (None, "real", "untrained"):
-        raise ConfigError(f"unknown baseline {baseline!r}; choose real or untrained")
-    dev = pick_device(device) if isinstance(device, str) else device
-    cfg = C.load_yaml(run_dir / "config.yaml")
-    data = cfg["data"]
-    model = _untrained(run_dir, dev) if baseline == "untrained" else load_run(run_dir, device=dev)
-    if ema and not hasattr(model, "G_ema") and baseline is None:
-        raise ConfigError(f"{run_dir} has no EMA copy of G (it was trained with ema=0); drop --ema")
-    kind = model.spec.kind
-    raw = None
-    real = None
-    if kind == "image":
-        raw = load_data(data, cfg.get("image_size"), root=data_root or cfg.get("data_root"))
-        real = raw.x
-    n = n or (TOY_N if kind == "points" else 10_000)
-    ref_name = data
-    if baseline == "real":
-        if kind == "points":
-            from .toy import sample_mixture
-
-            real_samples = sample_mixture(_base(data), n, generator=torch.Generator().manual_seed(seed))
-        else:
-            a, b = _halves(len(real))
-            real, real_samples, ref_name = real[a], real[b], f"{data}-half"
-            n = len(real_samples)
-    ev = Evaluator(data, kind, real, metrics, features, n=n, seed=seed, device=dev,
-                   inception_weights=inception_weights, download=download, progress=progress, ref_name=ref_name)
-    result = ev.evaluate_samples(real_samples) if baseline == "real" else ev.evaluate(model, use_ema=ema)
-    if baseline is None and hasattr(model, "classify"):
-        # A model whose D is a classifier (SGAN) also reports its accuracy on the images it did not
-        # train on (``mnist[8000:]`` for a run on ``mnist[:8000]``); see metrics/semi.py.
-        from .semi import heldout_accuracy
-
-        result.update(heldout_accuracy(model, root=data_root))
-    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "step": int(getattr(model, "step", 0)), **ev.settings(), "ema": bool(ema),
-              "baseline": baseline, **result}
-    if write:
-        append_jsonl(run_dir / "eval.jsonl", record)
-    return record
-
-
-def append_jsonl(path: Path, row: dict) -> None:
-    """Append one JSON line, rewriting the file atomically so a crash never truncates it."""
-    from ..train.checkpoint import atomic_write_bytes
-
-    old = path.read_bytes() if path.exists() else b""
-    if old and not old.endswith(b"\n"):
-        old += b"\n"
-    atomic_write_bytes(path, old + (json.dumps(row) + "\n").encode())
-
-
 def format_result(record: dict) -> str:
     """The metrics of a record as a two-column table."""
     def fmt(v):
@@ -421,4 +331,4 @@ def format_result(record: dict) -> str:
 
 
 __all__ = ["METRICS", "Evaluator", "cache_dir", "class_metrics", "conditional_accuracy", "default_metrics",
-           "evaluate_run", "format_result", "parse_metrics", "reference_stats"]
+           "format_result", "parse_metrics", "reference_stats"]

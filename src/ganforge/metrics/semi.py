@@ -1,6 +1,7 @@
-"""Accuracy measures for the conditional family: a classifier's held-out accuracy (SGAN's D),
-the best one-to-one agreement of a latent code with classes (InfoGAN's c1), and the baseline a
-semi-supervised GAN must beat: the same classifier trained on the labelled images alone.
+"""Accuracy measures for the conditional family: a classifier's held-out accuracy (SGAN's D) and
+the best one-to-one agreement of a latent code with classes (InfoGAN's c1). The baseline a
+semi-supervised GAN must beat, the same classifier trained on the labelled images alone, is
+trained by the engine like any model: ``ganforge train sgan --set labels_only=true``.
 """
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import numpy as np
 import torch
 
 from ..errors import GanforgeError
-from ..train.schedule import lr_factor
 
 
 def _images_labels(data):
@@ -63,35 +63,6 @@ def code_class_agreement(codes, classes, n_codes: int | None = None, n_classes: 
     rows, cols = linear_sum_assignment(confusion, maximize=True)
     return {"accuracy": float(confusion[rows, cols].sum() / len(codes)),
             "mapping": {int(r): int(c) for r, c in zip(rows, cols)}, "confusion": confusion}
-
-
-def train_supervised_only(model, steps: int, batch_size: int = 64, seed: int = 0):
-    """The baseline for a semi-supervised GAN: its own classifier (D, with the same noise, dropout,
-    data-dependent init, learning-rate schedule and weight averaging) trained by the supervised
-    loss alone on the same labelled subset, same optimizer; it never sees an unlabelled image.
-
-    ``model`` is an untrained SGAN whose labelled subset is set (``model.set_labelled(raw)``).
-    """
-    if not (model.labelled_idx >= 0).all():
-        raise GanforgeError("set the labelled subset first: model.set_labelled(raw)")
-    torch.manual_seed(seed)
-    model.train()
-    if hasattr(model, "init_d"):
-        model.init_d(model.labelled_images())  # the labelled images only
-    params = [*model.D.parameters()]
-    lr = model.cfg["lr_d"] or model.cfg["lr"]
-    opt = model.adam(params, lr)  # with the model's own adam_eps, if it has one
-    decay = model.cfg.get("lr_decay", 0.0)
-    for i in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr * lr_factor(i, steps, decay)
-        loss, _ = model.supervised_loss(batch_size)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if hasattr(model, "update_average"):
-            model.update_average()
-    return model.eval()
 
 
 def heldout_data(name: str) -> str | None:

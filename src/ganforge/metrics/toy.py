@@ -11,8 +11,8 @@ it lies within three standard deviations of its nearest mode; a mode is *capture
 the nearest mode of at least one high-quality sample; ``kl`` is KL(p || uniform) of the histogram
 p of high-quality samples over their nearest modes (PacGAN's mode-distribution KL).
 
-This module imports only torch and numpy so the data module can use ``TOY_MIXTURES`` and
-``sample_mixture`` without pulling in scipy.
+The mixtures themselves (``TOY_MIXTURES``, ``sample_mixture``) are defined in the data layer,
+``ganforge.data.toy``, and re-exported here: metrics sit above data, never below it.
 """
 from __future__ import annotations
 
@@ -21,48 +21,8 @@ import math
 import numpy as np
 import torch
 
-from ganforge.errors import GanforgeError, closest
-
-
-def _ring(n_modes: int, radius: float) -> torch.Tensor:
-    angles = torch.arange(n_modes, dtype=torch.float64) * (2 * math.pi / n_modes)
-    return (radius * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
-
-
-def _grid(values) -> torch.Tensor:
-    v = torch.tensor(values, dtype=torch.float32)
-    return torch.cartesian_prod(v, v)
-
-
-# name -> (mode centres (K, 2) float32, per-coordinate std of each isotropic Gaussian)
-TOY_MIXTURES: dict[str, tuple[torch.Tensor, float]] = {
-    "ring8": (_ring(8, 1.0), 0.01),
-    "grid25": (_grid([-4.0, -2.0, 0.0, 2.0, 4.0]), 0.05),
-}
-
-
-def _mixture(name: str) -> tuple[torch.Tensor, float]:
-    if name not in TOY_MIXTURES:
-        raise GanforgeError(
-            f"unknown toy mixture {name!r}; choose from {', '.join(TOY_MIXTURES)}{closest(name, TOY_MIXTURES)}"
-        )
-    return TOY_MIXTURES[name]
-
-
-def sample_mixture(name: str, n: int, generator: torch.Generator | None = None, modes=None) -> torch.Tensor:
-    """``n`` float32 samples (n, 2) from the named mixture, modes chosen uniformly.
-
-    ``modes`` optionally restricts sampling to those mode indices (e.g. to fake a collapsed
-    generator in tests); ``generator`` makes the draw reproducible.
-    """
-    centers, std = _mixture(name)
-    if n < 0:
-        raise GanforgeError(f"number of samples must be >= 0, got {n}")
-    idx = torch.arange(len(centers)) if modes is None else torch.as_tensor(modes, dtype=torch.long).flatten()
-    if idx.numel() == 0 or idx.min() < 0 or idx.max() >= len(centers):
-        raise GanforgeError(f"modes must be a non-empty list of indices in [0, {len(centers) - 1}] for {name}")
-    pick = idx[torch.randint(len(idx), (n,), generator=generator)]
-    return centers[pick] + std * torch.randn(n, 2, generator=generator)
+from ganforge.data.toy import TOY_MIXTURES, mixture, sample_mixture  # noqa: F401 - part of this API
+from ganforge.errors import GanforgeError
 
 
 def toy_modes(samples, name: str) -> dict:
@@ -73,7 +33,7 @@ def toy_modes(samples, name: str) -> dict:
     KL (0 log 0 = 0), so it lies in [0, log n_modes]; with no high-quality sample at all, p is
     undefined and ``kl`` is reported as its worst value, log n_modes.
     """
-    centers, std = _mixture(name)
+    centers, std = mixture(name)
     if hasattr(samples, "detach"):
         samples = samples.detach().cpu().double().numpy()
     x = np.asarray(samples, dtype=np.float64)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from .. import losses
 from ..nn import DCGANDiscriminator, DCGANGenerator
 from ..registry import register
-from .base import GANModel
+from .base import GANModel, batch_len
 from .cgan import ClassConditional
 
 
@@ -51,7 +51,7 @@ class ACGAN(ClassConditional, GANModel):
                 "acc_real": (c_real.argmax(1) == y).float().mean()}
 
     def g_step(self, batch):
-        inputs = self.sample_inputs(len(batch["x"]))
+        inputs = self.sample_inputs(batch_len(batch))
         s_fake, c_fake = self.judge(self.generate(inputs))
         l_s = losses.g_loss(self.cfg["loss"], s_fake)
         l_c = F.cross_entropy(c_fake, inputs["y"])

@@ -37,6 +37,16 @@ class Phase:
     # Optimizers whose networks keep their autograd graph during this phase without being updated
     # by it, so that a later phase can backpropagate through outputs computed here (see reuse_fake).
     keep_graph: tuple[str, ...] = ()
+    # Whether the step reads a real batch. One that does not (a G step that needs only the batch's
+    # size) is handed ``{"n": size}``: no real image is drawn that nobody looks at, so an epoch is
+    # an epoch of what D sees, and img/s counts the images used.
+    data: bool = True
+
+
+def batch_len(batch: dict) -> int:
+    """The number of samples a step makes for ``batch``: a real batch's length, or the ``n`` the
+    engine hands a phase that reads no data (``Phase.data``)."""
+    return batch["n"] if "n" in batch else len(batch["x"])
 
 
 class GANModel(nn.Module):
@@ -74,7 +84,17 @@ class GANModel(nn.Module):
 
     def phases(self) -> list[Phase]:
         return [Phase("D", self.d_step, ("D",), self.cfg["n_critic"], keep_graph=("G",) if self.reuses_fake else ()),
-                Phase("G", self.g_step, ("G",), self.cfg["g_steps"])]
+                Phase("G", self.g_step, ("G",), self.cfg["g_steps"], data=self.g_reads_data)]
+
+    @property
+    def g_reads_data(self) -> bool:
+        """Whether the G step looks at real images (feature matching does); else only at the batch size."""
+        return bool(self.cfg.get("feature_matching"))
+
+    def prepare(self, raw) -> None:
+        """Called by the engine with the training data (``RawData``) once the model is built and
+        before a checkpoint loads into it, for a model that keeps part of its data (SGAN's labelled
+        subset). Models never load data themselves."""
 
     @staticmethod
     def _versions(net: nn.Module) -> tuple:
@@ -132,10 +152,10 @@ class GANModel(nn.Module):
 
     def g_step(self, batch: dict) -> dict:
         cached, self._fake = getattr(self, "_fake", None), None
-        if cached is not None and len(cached[0]) == len(batch["x"]) and cached[1] == self._versions(self.G):
+        if cached is not None and len(cached[0]) == batch_len(batch) and cached[1] == self._versions(self.G):
             fake = cached[0]
         else:
-            fake = self.generate(self.sample_inputs(len(batch["x"])))
+            fake = self.generate(self.sample_inputs(batch_len(batch)))
         if self.cfg.get("feature_matching"):
             # Salimans et al. 2016, eq. 4: ||E f(x) - E f(G(z))||^2 on D's last hidden layer.
             with torch.no_grad():
@@ -197,8 +217,13 @@ class GANModel(nn.Module):
     def generate(self, inputs: dict, net: nn.Module | None = None) -> torch.Tensor:
         return (net or self.G)(inputs["z"])
 
+    def generator_name(self, use_ema: bool = True) -> str:
+        """The one rule for which network samples and is measured: G's EMA copy when the run
+        has one and ``use_ema`` (the default everywhere), else G."""
+        return "G_ema" if use_ema and hasattr(self, "G_ema") else "G"
+
     def generator_net(self, use_ema: bool = True) -> nn.Module:
-        return getattr(self, "G_ema", None) if use_ema and hasattr(self, "G_ema") else self.G
+        return getattr(self, self.generator_name(use_ema))
 
     @torch.no_grad()
     def sample(self, n: int = 64, seed: int | None = 0, batch_size: int = 500, use_ema: bool = True,
@@ -238,6 +263,15 @@ class GANModel(nn.Module):
             return fn(n, *shape, device=self.device, **kw)
         full = fn(n * self.world, *shape, device=self.device, **kw)
         return full[self.rank * n:(self.rank + 1) * n]
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """The global batch of which ``x`` is this process's slice, in rank order: what one process
+        training on the whole batch would hold. ``x`` itself in one process."""
+        if self.world == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        torch.distributed.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
 
     def randn(self, n: int, *shape, generator=None):
         return self._global(torch.randn, n, *shape, generator=generator)

@@ -46,7 +46,7 @@ from .. import losses
 from ..errors import ConfigError
 from ..nn import MLP
 from ..registry import register
-from .base import GANModel
+from .base import GANModel, batch_len
 
 ESTIMATORS = ("importance", "reinforce")
 NORMALISE = ("z", "batch")
@@ -191,7 +191,7 @@ class BGANDiscrete(GANModel):
         return {"loss": loss, "D(x)": d_real.mean(), "D(G(z))": d_fake.mean()}
 
     def g_step(self, batch: dict) -> dict:
-        n, m = len(batch["x"]), self.cfg["m_samples"]
+        n, m = batch_len(batch), self.cfg["m_samples"]
         logits, k, fake = self.draw(n)
         with torch.no_grad():
             log_w = self.D(fake.flatten(1)).view(m, n).float()

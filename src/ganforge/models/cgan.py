@@ -14,7 +14,7 @@ from .. import losses
 from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, DCGANGenerator
 from ..registry import register
-from .base import GANModel
+from .base import GANModel, batch_len
 
 
 class ClassConditional:
@@ -90,5 +90,5 @@ class CGAN(ClassConditional, GANModel):
                 "D(G(z))": d_fake.mean()}
 
     def g_step(self, batch):
-        inputs = self.sample_inputs(len(batch["x"]))
+        inputs = self.sample_inputs(batch_len(batch))
         return {"loss": losses.g_loss(self.cfg["loss"], self.judge(self.generate(inputs), inputs["y"]))}

@@ -14,7 +14,7 @@ from torch import nn
 from .. import losses
 from ..nn import MLP, DCGANDiscriminator, DCGANGenerator, MLPCritic
 from ..registry import register
-from .base import GANModel
+from .base import GANModel, batch_len
 
 
 class AutoEncoderD(nn.Module):
@@ -53,14 +53,14 @@ class EBGAN(GANModel):
                                   DCGANGenerator(c["code_dim"], s.channels, s.image_size, c["d_width"]))
 
     def d_step(self, batch):
-        fake = self.generate(self.sample_inputs(len(batch["x"])))
+        fake = self.generate(self.sample_inputs(batch_len(batch)))
         e_real, _ = self.D(batch["x"])
         e_fake, _ = self.D(fake)
         loss = ebgan_d_loss(e_real, e_fake, self.cfg["margin"])
         return {"loss": loss, "D(x)": e_real.mean(), "D(G(z))": e_fake.mean()}
 
     def g_step(self, batch):
-        fake = self.generate(self.sample_inputs(len(batch["x"])))
+        fake = self.generate(self.sample_inputs(batch_len(batch)))
         energy, code = self.D(fake)
         pt = losses.pulling_away(code)
         return {"loss": energy.mean() + self.cfg["pt_weight"] * pt, "PT": pt.detach()}

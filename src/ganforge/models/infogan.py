@@ -35,7 +35,7 @@ from .. import losses
 from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, DCGANGenerator, View, dcgan_init, dcgan_stages, evaluating, random_affine
 from ..registry import register
-from .base import GANModel
+from .base import GANModel, batch_len
 
 
 class InfoGANGenerator(nn.Module):
@@ -194,7 +194,7 @@ class InfoGAN(GANModel):
         return {"loss": losses.d_loss(self.cfg["loss"], d_real, d_fake) + info, "info": info, **logs}
 
     def g_step(self, batch):
-        inputs = self.sample_inputs(len(batch["x"]))
+        inputs = self.sample_inputs(batch_len(batch))
         fake = self.generate(inputs)
         f_fake = self.D.features(fake)
         info, logs = self.info_loss(fake, f_fake, inputs)

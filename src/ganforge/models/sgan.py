@@ -30,7 +30,8 @@ a fraction of the run) decays both learning rates linearly to 0 over the last pa
 evaluate an average of D's weights too). ``shift`` > 0 translates the real images D and the
 feature matching see (labelled and unlabelled) by up to that many pixels, a data augmentation the
 paper does not use (its MNIST task is permutation-invariant; ``shift=0`` is that task).
-``arch=dcgan`` keeps the earlier convolutional nets (DCGAN D with ``dropout`` after each stage,
+``labels_only=true`` trains the same D on the labelled images alone, through the same engine, as
+the baseline the paper's claim is measured against. ``arch=dcgan`` keeps the earlier convolutional nets (DCGAN D with ``dropout`` after each stage,
 ``g_width``/``d_width``; they take ``--set lr=1e-3 --set batch_size=64``).
 """
 from __future__ import annotations
@@ -43,11 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, GanforgeError
 from ..nn import DCGANDiscriminator, DCGANGenerator, evaluating, moving_average_
 from ..nn.weightnorm import WNLinear
 from ..registry import register
-from .base import GANModel
+from .base import GANModel, Phase, batch_len
 
 
 class MLPGenerator(nn.Module):
@@ -132,7 +133,7 @@ class SGAN(GANModel):
     defaults = {"arch": "mlp", "z_dim": 100, "g_hidden": [500, 500], "d_hidden": [1000, 500, 250, 250, 250],
                 "labels_per_class": 10, "g_loss": "feature_matching", "unsup_weight": 0.5,
                 "input_noise": 0.3, "hidden_noise": 0.5, "lr": 3e-3, "batch_size": 100,
-                "adam_eps": 1e-4, "lr_decay": 0.3, "d_average": 0.999, "shift": 2,
+                "adam_eps": 1e-4, "lr_decay": 0.3, "d_average": 0.999, "shift": 2, "labels_only": False,
                 # arch=dcgan only:
                 "g_width": 64, "d_width": 64, "d_norm": "none", "dropout": 0.3}
 
@@ -167,6 +168,15 @@ class SGAN(GANModel):
         self.register_buffer("labelled_y", torch.zeros(n, dtype=torch.long))
         # Whether D's data-dependent init has run (travels in checkpoints).
         self.register_buffer("d_initialized", torch.zeros((), dtype=torch.bool))
+
+    def phases(self):
+        if self.cfg["labels_only"]:
+            return [Phase("D", self.supervised_step, ("D",), data=False)]
+        return super().phases()
+
+    @property
+    def g_reads_data(self) -> bool:
+        return self.cfg["g_loss"] == "feature_matching"  # D's features of real images
 
     def sample_inputs(self, n, generator=None, **cond):
         if self.cfg["arch"] == "mlp":  # z ~ U(0, 1), as in the authors' code
@@ -221,14 +231,15 @@ class SGAN(GANModel):
         self.labelled_x.copy_(raw.x[idx])
         self.labelled_y.copy_(raw.y[idx])
 
-    def _ensure_labelled(self) -> None:
-        if self.labelled_idx[0] >= 0:
-            return
-        # The engine hands a model batches, not the data set; load the same data the trainer did
-        # (already on disk, seconds at most), once per run.
-        from ..data import load_data
+    def prepare(self, raw) -> None:
+        # The engine hands over the training data once; a resumed run's checkpoint then restores
+        # the same subset (it is drawn from the seed, so it is the same anyway).
+        self.set_labelled(raw)
 
-        self.set_labelled(load_data(self.cfg["data"], self.cfg["image_size"], root=self.cfg["data_root"]))
+    def _check_labelled(self) -> None:
+        if self.labelled_idx[0] < 0:
+            raise GanforgeError("sgan has no labelled subset yet: the engine sets it from the training data "
+                                "(model.prepare(raw), or model.set_labelled(raw) by hand)")
 
     def labelled_images(self):
         return self.labelled_x.float().div(127.5).sub(1.0)
@@ -282,11 +293,13 @@ class SGAN(GANModel):
 
     def d_step(self, batch):
         # batch["y"] is never read: the only labels D learns from are the labelled subset's.
-        self._ensure_labelled()
+        self._check_labelled()
         real = batch["x"]
         n = len(real)
         if not bool(self.d_initialized):
-            self.init_d(torch.cat([self.labelled_images(), real]))
+            # On the global batch: every process computes the same scales and biases, exactly those
+            # of one process training on the whole batch (a slice's statistics would differ per process).
+            self.init_d(torch.cat([self.labelled_images(), self.gather(real)]))
         real = self.augment(real)
         xl, yl = self.labelled_batch(n)
         fake = self.generate(self.sample_inputs(n))
@@ -303,8 +316,18 @@ class SGAN(GANModel):
         return {"loss": l_sup + self.cfg["unsup_weight"] * l_unsup, "L_sup": l_sup, "L_unsup": l_unsup,
                 "acc_labelled": (out_l.argmax(1) == yl).float().mean()}
 
+    def supervised_step(self, batch):
+        """``labels_only``: D learns from the labelled subset alone, the baseline a semi-supervised
+        GAN must beat (same network, noise, init, schedule, averaging and optimizer; no G, and no
+        unlabelled image is ever read)."""
+        self._check_labelled()
+        if not bool(self.d_initialized):
+            self.init_d(self.labelled_images())  # the labelled images only
+        loss, acc = self.supervised_loss(batch_len(batch))
+        return {"loss": loss, "acc_labelled": acc}
+
     def g_step(self, batch):
-        fake = self.generate(self.sample_inputs(len(batch["x"])))
+        fake = self.generate(self.sample_inputs(batch_len(batch)))
         out, f_fake = self.logits(fake, features=True)
         if self.cfg["g_loss"] == "nonsaturating":
             return {"loss": losses.g_loss("nonsaturating", out.logsumexp(1))}

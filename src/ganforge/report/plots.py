@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..train.checkpoint import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 
 def _png_bytes(fig) -> bytes:

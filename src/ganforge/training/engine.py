@@ -25,7 +25,8 @@ from ..errors import ConfigError, DataError, RunDirError
 from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed
-from .checkpoint import atomic_save, load_checkpoint, save_generator
+from ..files import atomic_save, atomic_write_bytes
+from .checkpoint import load_checkpoint, save_generator
 from .schedule import lr_factor
 
 CKPT = "checkpoints/last.pt"
@@ -41,6 +42,9 @@ class Interrupted(Exception):
         super().__init__(f"interrupted at step {step}; checkpoint saved; continue with "
                          f"`ganforge train --resume {out}`")
         self.step, self.out, self.main = step, out, main
+
+    def __reduce__(self):  # crosses from a training process to the launcher (distributed.launch)
+        return (Interrupted, (self.step, self.out, self.main))
 
 
 def pick_device(name: str) -> torch.device:
@@ -157,6 +161,7 @@ class Trainer:
             raise ConfigError(f"batch size {cfg['batch_size']} does not split evenly over {self.world} processes")
 
         self.model = build_model(cfg, self.spec)
+        self.model.prepare(raw)  # before a resume's checkpoint, which then restores what it kept
         if cfg.get("sync_bn") and self.world > 1:
             distributed.convert_sync_bn(self.model, distributed.backend())
         # NHWC for convolutions where it pays (benchmarks/fastpath.py); a no-op for linear layers.
@@ -274,7 +279,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def train_step(self, acc: dict) -> int:
-        """One iteration over all phases; returns the number of real images consumed."""
+        """One iteration over all phases; returns the number of real images the phases read."""
         if self._compiled is True:
             return self._first_compiled_step(acc)
         images = 0
@@ -290,8 +295,11 @@ class Trainer:
             # the gradients of the phase's parameters over the processes.
             step = self._ddp.get(phase.name, phase.step)
             for _ in range(phase.repeats):
-                batch = next(self.loader)
-                images += len(batch["x"]) * self.world
+                if phase.data:
+                    batch = next(self.loader)
+                    images += len(batch["x"]) * self.world
+                else:
+                    batch = {"n": self.loader.local}
                 with self._autocast():
                     out = step(batch)
                 self.scaler.scale(out["loss"]).backward()
@@ -363,13 +371,14 @@ class Trainer:
         return self._eval
 
     def evaluate(self) -> tuple[dict, float]:
-        """``eval_*`` metrics of the current G (its EMA copy if any) for metrics.jsonl, and the seconds taken."""
+        """``eval_*`` metrics for metrics.jsonl, and the seconds taken: of G's EMA copy when the run
+        has one, else G (``GANModel.generator_name``, the rule ``ganforge eval`` and ``sample`` follow)."""
         if not self.main:
             return {}, 0.0
         t = time.time()
-        res = self._evaluator().evaluate(self.model, use_ema=hasattr(self.model, "G_ema"))
+        res = self._evaluator().evaluate(self.model, use_ema=True)
         res.pop("eval_seconds", None)
-        return {f"eval_{k}": v for k, v in res.items()}, time.time() - t
+        return {f"eval_{k}": v for k, v in res.items()} | {"eval_net": self.model.generator_name()}, time.time() - t
 
     def _log(self, acc: dict, t0: float, images: int, start: float, extra: dict | None = None) -> dict:
         keys = list(acc)
@@ -455,8 +464,6 @@ class Trainer:
         rows = [json.loads(line) for line in lines]
         keep = [line for line, row in zip(lines, rows) if row["step"] <= self.step]
         if len(keep) != len(lines):
-            from .checkpoint import atomic_write_bytes
-
             atomic_write_bytes(log, ("\n".join(keep) + "\n" if keep else "").encode())
         return json.loads(keep[-1])["time"] if keep else 0.0
 
@@ -484,13 +491,17 @@ class Trainer:
 
 
 def train(model: str | None = None, *, out=None, resume=None, force: bool = False, steps: int | None = None,
-          config_file=None, sets: dict | None = None, progress: bool = True, **flags) -> dict:
+          config_file=None, sets: dict | None = None, progress: bool = True, nproc: int = 1, **flags) -> dict:
     """Train a model (or resume a run) and return ``{"out", "step", "last", ...}``.
 
     ``flags`` are config keys (``data``, ``batch_size``, ``seed``, ...); ``sets`` are the
-    ``--set key=value`` overrides, applied last. Under torchrun (WORLD_SIZE > 1) every process
+    ``--set key=value`` overrides, applied last. ``nproc`` > 1 trains data-parallel in that many
+    local processes (returning rank 0's result). Under torchrun (WORLD_SIZE > 1) every process
     calls this; they train data-parallel and only rank 0 writes to ``out``.
     """
+    if nproc != 1 and distributed.env_world() <= 1:
+        return distributed.launch(nproc, train, model, out=out, resume=resume, force=force, steps=steps,
+                                  config_file=config_file, sets=sets, progress=progress, **flags)
     info = []
     try:
         return _train(model, out, resume, force, steps, config_file, sets, progress, flags, info)

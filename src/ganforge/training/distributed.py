@@ -1,7 +1,9 @@
 """Data-parallel training over processes: torchrun's environment, gradient averaging, the launcher.
 
-Run ``torchrun --nproc-per-node N -m ganforge train ...``, or ``ganforge train ... --nproc N``,
-which starts N local processes with the environment torchrun would give them (``launch``). Each
+Run ``torchrun --nproc-per-node N -m ganforge train ...``, or ``ganforge train ... --nproc N`` (from
+Python ``ganforge.train(..., nproc=N)``), which starts N local processes with the environment
+torchrun would give them and calls ``train`` in each (``launch``: it takes the function to run,
+so this module never imports the CLI). Each
 process holds a full copy of every network and trains on its ``batch_size / N`` slice of each
 global batch (``TensorLoader``), with the noise of the global batch drawn identically on every
 process and sliced (``GANModel.randn``). After each backward
@@ -203,7 +205,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, argv: list, threads: int) -> None:
+def _worker(rank: int, world: int, port: int, threads: int, results, fn, args: tuple, kwargs: dict) -> None:
     # Its own process group: a Ctrl-C at the terminal reaches only the launcher, which passes it
     # on exactly once (a second one means "stop now" to the training loop).
     os.setpgrp()
@@ -211,19 +213,44 @@ def _worker(rank: int, world: int, port: int, argv: list, threads: int) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if threads:
         torch.set_num_threads(threads)
-    from ..cli import main
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001 - every failure goes back to the launcher, which re-raises it
+        from ..errors import GanforgeError
 
-    sys.exit(main(argv))
+        if not isinstance(e, (GanforgeError, KeyboardInterrupt)) and type(e).__name__ != "Interrupted":
+            import traceback
+
+            traceback.print_exc()  # a bug, not a user's mistake: its traceback is worth seeing
+        results.put((rank, "error", _picklable(e)))
+        sys.exit(1)
+    if rank == 0:
+        results.put((rank, "ok", value))
+    sys.exit(0)
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run ``ganforge <argv>`` in ``nproc`` local processes, as torchrun would; returns the exit code.
+def _picklable(e: BaseException) -> BaseException:
+    import pickle
 
-    Each process gets torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT).
-    If one process fails, the others are stopped (they would wait for it forever in the next
-    all-reduce); Ctrl-C and SIGTERM are passed on, so the run saves a checkpoint and stops.
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001 - an exception that cannot cross processes is sent as its text
+        return RuntimeError(f"{type(e).__name__}: {e}")
+
+
+def launch(nproc: int, fn, *args, **kwargs):
+    """Call ``fn(*args, **kwargs)`` in ``nproc`` local processes, as torchrun would run them, and
+    return what rank 0's call returned; an exception in any process is raised here (rank 0's first).
+
+    ``fn`` must be importable by name (a module-level function: ``ganforge.train`` is one), since
+    the processes are spawned fresh. Each gets torchrun's environment (RANK, LOCAL_RANK,
+    WORLD_SIZE, MASTER_ADDR/PORT). If one process fails, the others are stopped (they would wait
+    for it forever in the next all-reduce); Ctrl-C and SIGTERM are passed on, so the run saves a
+    checkpoint and stops.
     """
     import multiprocessing as mp
+    import queue
     import signal
     import time
 
@@ -237,12 +264,24 @@ def launch(nproc: int, argv: list[str]) -> int:
     threads = 0 if "OMP_NUM_THREADS" in os.environ else max(1, cpus // nproc)
     ctx = mp.get_context("spawn")
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, nproc, port, list(argv), threads)) for r in range(nproc)]
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(r, nproc, port, threads, results, fn, args, kwargs))
+             for r in range(nproc)]
 
     def forward(signum, frame):
         for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signum)
+
+    got: dict = {}
+
+    def drain(timeout: float = 0.0) -> None:
+        try:
+            while True:
+                rank, kind, value = results.get(timeout=timeout) if timeout else results.get_nowait()
+                got.setdefault(rank, (kind, value))
+        except queue.Empty:
+            pass
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -250,8 +289,8 @@ def launch(nproc: int, argv: list[str]) -> int:
             p.start()
         failed_at = None
         while any(p.exitcode is None for p in procs):
-            codes = [p.exitcode for p in procs]
-            if failed_at is None and any(c not in (None, 0) for c in codes):
+            drain()
+            if failed_at is None and any(c not in (None, 0) for c in (p.exitcode for p in procs)):
                 failed_at = time.time()
             if failed_at is not None and time.time() - failed_at > 5:
                 for p in procs:  # the rest wait for the failed one in a collective: stop them
@@ -260,25 +299,15 @@ def launch(nproc: int, argv: list[str]) -> int:
             time.sleep(0.05)
         for p in procs:
             p.join()
+        drain(timeout=0.5)  # a message can still be in the pipe after its process ended
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    codes = [p.exitcode for p in procs]
-    bad = [c for c in codes if c != 0]
-    if not bad:
-        return 0
-    # The first meaningful code: 130 (interrupted) or 2 (user error) over signals from terminate().
-    return next((c for c in bad if c > 0), 1)
-
-
-def strip_nproc(argv: list[str]) -> list[str]:
-    """``argv`` without its ``--nproc N`` / ``--nproc=N`` (the workers must not launch again)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            out.append(a)
-    return out
+    errors = sorted((r, v) for r, (k, v) in got.items() if k == "error")
+    if errors:
+        # Interrupted (Ctrl-C) and user errors over the exceptions of processes stopped because of them.
+        raise errors[0][1]
+    if 0 in got and all(p.exitcode == 0 for p in procs):
+        return got[0][1]
+    codes = ", ".join(f"rank {r}: {p.exitcode}" for r, p in enumerate(procs))
+    raise RuntimeError(f"a training process ended without a result (exit codes {codes})")

@@ -1,0 +1,106 @@
+"""Evaluating a run directory (``ganforge eval``): the layer above the engine and the metrics.
+
+It reads a run through the engine (its resolved settings, its trained or untrained model), draws
+the samples, measures them with a :class:`~ganforge.metrics.evaluate.Evaluator` and appends the
+record to ``DIR/eval.jsonl``. The metrics package itself never imports the engine.
+
+One rule for which network is measured or sampled, here, during training and in ``ganforge
+sample``: the EMA copy of G when the run has one, plain G with ``ema=False`` (``--no-ema``); the
+record's ``net`` says which.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError, GanforgeError
+from .files import atomic_write_bytes
+from .metrics.evaluate import TOY_N, Evaluator, _base
+from .training.checkpoint import load_checkpoint
+from .training.engine import build_model, is_run, load_run, pick_device, run_config
+
+
+def _untrained(run_dir: Path, device):
+    """The run's model as built before its first step (same config, same seed)."""
+    from .data import DataSpec
+
+    # Through run_config, like load_run: an older run gets the settings it was trained with.
+    cfg = run_config(run_dir)
+    spec = DataSpec(**load_checkpoint(run_dir / "checkpoints" / "last.pt")["spec"])
+    torch.manual_seed(cfg["seed"])  # the engine seeds the same way before building the model
+    model = build_model(cfg, spec).to(device).eval()
+    model.step = 0
+    return model
+
+
+def _halves(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[: n // 2].sort().values, perm[n // 2:].sort().values
+
+
+def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | None = None, ema: bool = True,
+                 seed: int = 0, device="cpu", data_root=None, inception_weights=None, download: bool = False,
+                 baseline: str | None = None, progress: bool = True, write: bool = True) -> dict:
+    """Evaluate a run directory and append the result to ``DIR/eval.jsonl``; returns the record.
+
+    ``ema`` (default) measures G's EMA copy when the run has one, else G; ``ema=False`` measures
+    G. ``baseline`` replaces the generator: ``"untrained"`` uses the run's model as initialised
+    (the ceiling), ``"real"`` uses real images (the floor): the data set is split into two
+    random halves (seed 0), the reference is one half and the "samples" are the other.
+    """
+    from .data import load_data
+
+    run_dir = Path(run_dir)
+    if not is_run(run_dir):
+        raise GanforgeError(f"{run_dir} is not a ganforge run (no config.yaml); train one with `ganforge train`")
+    if baseline not in (None, "real", "untrained"):
+        raise ConfigError(f"unknown baseline {baseline!r}; choose real or untrained")
+    dev = pick_device(device) if isinstance(device, str) else device
+    cfg = run_config(run_dir)
+    data = cfg["data"]
+    model = _untrained(run_dir, dev) if baseline == "untrained" else load_run(run_dir, device=dev)
+    kind = model.spec.kind
+    real = None
+    if kind == "image":
+        real = load_data(data, cfg.get("image_size"), root=data_root or cfg.get("data_root")).x
+    n = n or (TOY_N if kind == "points" else 10_000)
+    ref_name = data
+    if baseline == "real":
+        if kind == "points":
+            from .data.toy import sample_mixture
+
+            real_samples = sample_mixture(_base(data), n, generator=torch.Generator().manual_seed(seed))
+        else:
+            a, b = _halves(len(real))
+            real, real_samples, ref_name = real[a], real[b], f"{data}-half"
+            n = len(real_samples)
+    ev = Evaluator(data, kind, real, metrics, features, n=n, seed=seed, device=dev,
+                   inception_weights=inception_weights, download=download, progress=progress, ref_name=ref_name)
+    result = ev.evaluate_samples(real_samples) if baseline == "real" else ev.evaluate(model, use_ema=ema)
+    if baseline is None and hasattr(model, "classify"):
+        # A model whose D is a classifier (SGAN) also reports its accuracy on the images it did not
+        # train on (``mnist[8000:]`` for a run on ``mnist[:8000]``); see metrics/semi.py.
+        from .metrics.semi import heldout_accuracy
+
+        result.update(heldout_accuracy(model, root=data_root))
+    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "step": int(getattr(model, "step", 0)), **ev.settings(),
+              "net": "real" if baseline == "real" else model.generator_name(ema),
+              "baseline": baseline, **result}
+    if write:
+        append_jsonl(run_dir / "eval.jsonl", record)
+    return record
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    """Append one JSON line, rewriting the file atomically so a crash never truncates it."""
+    old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    atomic_write_bytes(path, old + (json.dumps(row) + "\n").encode())
+
+
+__all__ = ["append_jsonl", "evaluate_run"]
