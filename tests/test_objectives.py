@@ -225,6 +225,79 @@ def test_r1_gamma_is_refused_by_models_with_their_own_steps():
         ganforge.create("ebgan", data="grid25", r1_gamma=1.0, **TINY)
 
 
+# ----------------------------------------------------------------------------- penalties under fp16 AMP
+
+
+def tiny_output_critic():
+    """A small MLP critic whose output is scaled by 1e-7: its input-gradients (~1e-8) fall below
+    float16's smallest subnormal (6e-8) on the way back through the network, unless scaled."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 32), nn.LeakyReLU(0.2), nn.Linear(32, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    return net, lambda x: net(x).squeeze(1) * 1e-7
+
+
+def test_gradient_penalty_under_fp16_matches_fp32_with_the_grad_scaler():
+    net, D = tiny_output_critic()
+    weights = [m.weight for m in net if isinstance(m, nn.Linear)]
+    real, fake, alpha = torch.randn(16, 8), torch.randn(16, 8), torch.rand(16)
+
+    def gp(center, fp16, scaler=None):
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16, enabled=fp16):
+            value = losses.gradient_penalty(D, real, fake, center, alpha, scaler=scaler)
+        # As the engine trains D: backward of the scaled loss, gradients unscaled before the update.
+        (scaler.scale(value) if scaler else value).backward()
+        s = scaler.get_scale() if scaler else 1.0
+        return value.detach(), [w.grad / s for w in weights]
+
+    def rel_err(a, b):
+        return max(((x - y).norm() / y.norm()).item() for x, y in zip(a, b))
+
+    # Zero-centred, the penalty is the mean squared norm itself (~1e-16 here).
+    exact = gp(0.0, fp16=False)[0]
+    assert gp(0.0, fp16=True)[0].item() == 0.0  # the underflow this test is about
+    scaled = gp(0.0, fp16=True, scaler=torch.amp.GradScaler("cpu"))[0]
+    assert scaled.dtype == torch.float32 and scaled.item() == pytest.approx(exact.item(), rel=1e-2)
+    # Centred at 1 (the paper's), the value is ~1 either way; what underflow takes is D's training signal.
+    exact_grads = gp(1.0, fp16=False)[1]
+    assert rel_err(gp(1.0, fp16=True)[1], exact_grads) == pytest.approx(1.0)  # no signal: zero gradients
+    assert rel_err(gp(1.0, fp16=True, scaler=torch.amp.GradScaler("cpu"))[1], exact_grads) < 1e-2
+    # Without AMP a scaler, enabled or not, changes nothing.
+    assert torch.equal(gp(1.0, fp16=False, scaler=torch.amp.GradScaler("cpu", enabled=False))[0],
+                       gp(1.0, fp16=False)[0])
+
+
+def test_r1_penalty_under_fp16_matches_fp32_with_the_grad_scaler():
+    _, D = tiny_output_critic()
+    x = torch.randn(16, 8)
+
+    def r1(fp16, scaler=None):
+        xr = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.float16, enabled=fp16):
+            return losses.r1_penalty(D(xr), xr, scaler)
+
+    exact = r1(False)
+    assert r1(True).item() == 0.0  # the underflow this test is about
+    assert r1(True, torch.amp.GradScaler("cpu")).item() == pytest.approx(exact.item(), rel=1e-2)
+    assert torch.equal(r1(False, torch.amp.GradScaler("cpu", enabled=False)), exact)
+
+
+@pytest.mark.parametrize("model,over", [("wgan-gp", {}), ("dcgan", {"r1_gamma": 1.0})])
+def test_the_engines_grad_scaler_reaches_the_penalties(tmp_path, monkeypatch, model, over):
+    t = make_trainer(tmp_path, model, data="digits", amp="bf16", **over)
+    assert t.model.grad_scaler is t.scaler
+    acc = {}
+    t.train_step(acc)  # bf16 needs no scaler (it is disabled): a full step as before
+    term = "GP" if model == "wgan-gp" else "R1"
+    assert torch.isfinite(acc["D_loss"][0]) and torch.isfinite(acc[term][0])
+    seen, input_grad = [], losses._input_grad
+    monkeypatch.setattr(losses, "_input_grad", lambda out, x, scaler=None: seen.append(scaler) or
+                        input_grad(out, x, scaler))
+    t.model.grad_scaler = torch.amp.GradScaler("cpu")
+    t.model.d_step(next(t.loader))
+    assert seen == [t.model.grad_scaler]
+
+
 # ----------------------------------------------------------------------------- EBGAN
 
 

@@ -70,29 +70,49 @@ def g_loss(kind: str, fake, c: float = 1.0):
     raise ValueError(f"unknown loss {kind!r}; choose from {', '.join(LOSSES)}")
 
 
-def gradient_penalty(D, real, fake, center: float = 1.0, alpha=None, **d_kwargs):
+def _input_grad(out, x, scaler=None):
+    """grad_x out.sum(), kept in the graph (create_graph) so that a penalty on it trains D.
+
+    With an enabled ``scaler`` (a ``torch.amp.GradScaler``, fp16 AMP), float16 backward passes of
+    a small ``out`` would underflow to zero; as in PyTorch's AMP recipe for gradient penalties, the
+    gradient is taken of the scaled loss and unscaled in float32.
+    """
+    if scaler is None or not scaler.is_enabled():
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return grad
+    # Scaled as D's own loss is (a batch mean times the scale), so the backward through D runs at
+    # magnitudes the scaler has tuned; the scaled sum would overflow float16 at the initial 2**16.
+    # The scale as a tensor (the scale of a one), not get_scale(): no host sync per step.
+    scale = scaler.scale(torch.ones((), device=x.device)) / out.numel()
+    (grad,) = torch.autograd.grad(out.sum() * scale, x, create_graph=True)
+    return grad.float() / scale
+
+
+def gradient_penalty(D, real, fake, center: float = 1.0, alpha=None, scaler=None, **d_kwargs):
     """Gulrajani et al. 2017: E[(||grad_x D(x_hat)||_2 - center)^2] at x_hat = a*real + (1-a)*fake.
 
     ``a`` ~ U[0, 1] per sample unless ``alpha`` (shape (B,)) is given. The graph is kept
-    (create_graph) so that the penalty trains D. Extra keyword arguments go to ``D``.
+    (create_graph) so that the penalty trains D. ``scaler``: the fp16 GradScaler, if any (see
+    ``_input_grad``). Extra keyword arguments go to ``D``.
     """
     if alpha is None:
         alpha = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
     alpha = alpha.view(-1, *([1] * (real.dim() - 1)))
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     out = D(x_hat, **d_kwargs)
-    (grad,) = torch.autograd.grad(out.sum(), x_hat, create_graph=True)
+    grad = _input_grad(out, x_hat, scaler)
     norm = grad.flatten(1).norm(2, dim=1)
     return (norm - center).pow(2).mean()
 
 
-def r1_penalty(d_real, real):
+def r1_penalty(d_real, real, scaler=None):
     """Mescheder et al. 2018: E[||grad_x D(x)||^2] on real data, a zero-centred penalty.
 
     ``real`` must require grad before ``d_real = D(real)`` is computed, so D runs once for both
-    its loss and the penalty; the graph is kept so that the penalty trains D.
+    its loss and the penalty; the graph is kept so that the penalty trains D. ``scaler``: the fp16
+    GradScaler, if any (see ``_input_grad``).
     """
-    (grad,) = torch.autograd.grad(d_real.float().sum(), real, create_graph=True)
+    grad = _input_grad(d_real.float(), real, scaler)
     return grad.float().flatten(1).pow(2).sum(1).mean()
 
 

@@ -71,6 +71,9 @@ class GANModel(nn.Module):
         # Set by the engine under data parallelism, so that noise is drawn for the global batch
         # and sliced: N processes then see exactly the noise one process would.
         self.rank, self.world = 0, 1
+        # Set by the engine to its GradScaler: penalties on D's input-gradients (R1, WGAN-GP) scale
+        # them too, or float16 would underflow them (losses._input_grad).
+        self.grad_scaler = None
         self.build()
         self._setup_objective()
 
@@ -145,7 +148,7 @@ class GANModel(nn.Module):
         if r1:
             # Penalising D's slope on the data keeps it from oscillating around the equilibrium
             # (Mescheder et al. 2018, "Which training methods for GANs do actually converge?").
-            terms["R1"] = 0.5 * r1 * losses.r1_penalty(d_real, real)
+            terms["R1"] = 0.5 * r1 * losses.r1_penalty(d_real, real, self.grad_scaler)
         for name, term in terms.items():
             loss, out[name] = loss + term, term.detach()
         return {"loss": loss + self._history_penalty("D"), **out}

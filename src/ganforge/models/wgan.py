@@ -65,4 +65,5 @@ class WGANGP(GANModel):
     def d_regularizer(self, real, fake):
         # alpha drawn for the global batch (GANModel.rand), so several processes train what one does
         alpha = self.rand(len(real)).to(real.dtype)
-        return {"GP": self.cfg["lambda_gp"] * losses.gradient_penalty(self.D, real, fake, alpha=alpha)}
+        gp = losses.gradient_penalty(self.D, real, fake, alpha=alpha, scaler=self.grad_scaler)
+        return {"GP": self.cfg["lambda_gp"] * gp}

@@ -196,6 +196,7 @@ class Trainer:
         # With fused Adam (GANModel.adam) the scaler hands the inf check to the optimizer's kernel:
         # no host sync per step even with fp16.
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self.model.grad_scaler = self.scaler
         self.step = 0
         if resume_state is not None:
             self._load_state(resume_state)
