@@ -39,6 +39,7 @@ from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, DCGANGenerator, View, dcgan_init, dcgan_stages, evaluating, random_affine
 from ..registry import register
 from .base import GANModel
+from .noise import check_z_dist, draw_noise
 
 
 class InfoGANGenerator(nn.Module):
@@ -115,8 +116,7 @@ class InfoGAN(GANModel):
         c, s = self.cfg, self.spec
         if c["n_cat"] < 2 or c["n_cont"] < 0:
             raise ConfigError(f"infogan needs n_cat >= 2 and n_cont >= 0, got {c['n_cat']} and {c['n_cont']}")
-        if c["z_dist"] not in ("normal", "uniform"):
-            raise ConfigError(f"z_dist must be normal or uniform, got {c['z_dist']!r}")
+        check_z_dist(c["z_dist"])
         if not 0 <= c["c1_invariance"] <= 2:
             raise ConfigError(f"c1_invariance must be a warp strength in [0, 2] (0: off), got {c['c1_invariance']}")
         if not 0 <= c["q_leak"] < 1:
@@ -147,9 +147,7 @@ class InfoGAN(GANModel):
         return [f"c{i + 1}" for i in range(1 + self.cfg["n_cont"])]
 
     def noise(self, n, generator=None):
-        if self.cfg["z_dist"] == "uniform":
-            return self.rand(n, self.cfg["z_dim"], generator=generator) * 2 - 1
-        return self.randn(n, self.cfg["z_dim"], generator=generator)
+        return draw_noise(self, n, self.cfg["z_dim"], self.cfg["z_dist"], generator=generator)
 
     def sample_inputs(self, n, generator=None, c1=None):
         inputs = {"z": self.noise(n, generator),
