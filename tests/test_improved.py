@@ -106,6 +106,18 @@ def test_minibatch_discrimination_is_inserted_before_ds_head():
     assert dc.D(torch.randn(3, *dc.spec.shape)).shape == (3,)
 
 
+def test_minibatch_discrimination_head_gets_the_dcgan_init_of_the_rest_of_d():
+    torch.manual_seed(0)
+    m = ganforge.create("dcgan", data="digits", minibatch_discrimination=True)
+    mbd, lin = m.D.head
+    # PyTorch's default would give the linear layer std 1/sqrt(3 * 6372) = 0.0072 and biases != 0.
+    assert lin.weight.std().item() == pytest.approx(0.02, rel=0.05) and torch.all(lin.bias == 0)
+    assert mbd.T.std().item() == pytest.approx(0.02, rel=0.05) and abs(mbd.T.mean().item()) < 0.001
+    # A D that keeps PyTorch's default init everywhere keeps it in the new head too.
+    g = ganforge.create("gan", data="grid25", minibatch_discrimination=True, **GAN)
+    assert g.D.head[1].bias.abs().sum() > 0
+
+
 def test_historical_average_is_the_mean_of_past_parameters():
     net = torch.nn.Linear(3, 2)
     h = HistoricalAverage(net)

@@ -81,6 +81,25 @@ def test_default_networks_are_the_papers_mnist_architecture():
         ganforge.create("infogan", data="digits", arch="resnet")
 
 
+def test_d_and_q_use_the_papers_leaky_relu_slope_and_older_runs_keep_theirs(tmp_path):
+    # Chen et al. 2016, appendix: leaky rate 0.1 in the discriminator network, which Q is a head of.
+    slopes = lambda net: [l.negative_slope for l in net.modules() if isinstance(l, nn.LeakyReLU)]  # noqa: E731
+    m = ganforge.create("infogan", data="digits", **TINY)
+    assert slopes(m.D) == [0.1, 0.1, 0.1] and slopes(m.Q) == [0.1]
+    ganforge.train("infogan", out=tmp_path, steps=1, data="digits", batch_size=16, progress=False,
+                   sets={**QUIET, **TINY})
+    cfg = C.load_yaml(tmp_path / "config.yaml")
+    assert cfg["q_leak"] == 0.1
+    del cfg["q_leak"]  # as written by an older ganforge, whose Q had slope 0.2
+    C.save_yaml(cfg, tmp_path / "config.yaml")
+    old = ganforge.load_run(tmp_path)
+    assert old.cfg["q_leak"] == 0.2 and slopes(old.Q) == [0.2] and slopes(old.D) == [0.1, 0.1, 0.1]
+    r = ganforge.train(resume=tmp_path, steps=2, progress=False)
+    assert r["step"] == 2 and C.load_yaml(tmp_path / "config.yaml")["q_leak"] == 0.2
+    with pytest.raises(ConfigError, match="q_leak"):
+        ganforge.create("infogan", data="digits", q_leak=-0.1, **TINY)
+
+
 def _changed(before, net):
     return any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
 

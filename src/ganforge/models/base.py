@@ -189,10 +189,14 @@ class GANModel(nn.Module):
             raise ConfigError(f"{self.name}'s D has no features()/linear head, which feature_matching and "
                               "minibatch_discrimination need")
         if c.get("minibatch_discrimination"):
-            from ..nn import MinibatchDiscrimination
+            from ..nn import DCGANDiscriminator, MinibatchDiscrimination, dcgan_init
 
             mbd = MinibatchDiscrimination(head.in_features, c["mbd_kernels"], c["mbd_kernel_dim"])
             self.D.head = nn.Sequential(mbd, nn.Linear(head.in_features + c["mbd_kernels"], head.out_features))
+            if isinstance(self.D, DCGANDiscriminator):
+                # Built after D's own init, the head would otherwise keep PyTorch's default scale
+                # while the layers feeding it have the DCGAN one.
+                dcgan_init(self.D.head)
         if c.get("historical_averaging"):
             from ..nn import HistoricalAverage
 

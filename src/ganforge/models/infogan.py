@@ -18,10 +18,13 @@ categorical code is Elastic-InfoGAN's (Ojha et al., NeurIPS 2020), which uses a 
 here Q's usual cross-entropy simply sees the warped copy.
 
 Networks (``arch``): by default the paper's MNIST networks (Table 1), whose G and D each have a
-fully connected layer of 1024 units (``fc_width``) next to the convolutions, and Q reads D's FC
-layer. ``arch=dcgan`` uses the shared all-convolutional DCGAN networks instead (Q then reads D's
-last conv features); on ``mnist[:8000]`` that variant tied c1 to the digit class much less well
-(see docs/conditional.md).
+fully connected layer of 1024 units (``fc_width``) next to the convolutions, and Q (FC 128-BN-lReLU,
+then the codes) reads D's FC layer. All leaky ReLUs of the D/Q network have slope 0.1, the leaky
+rate the paper's appendix gives for the discriminator network, Q's included (``q_leak``; runs made
+before the setting existed used 0.2 there and keep it). ``arch=dcgan`` uses the shared
+all-convolutional DCGAN networks instead (D with DCGAN's slope 0.2; Q then reads D's last conv
+features); on ``mnist[:8000]`` that variant tied c1 to the digit class much less well (see
+docs/conditional.md).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, DCGANGenerator, View, dcgan_init, dcgan_stages, evaluating, random_affine
 from ..registry import register
 from .base import GANModel, batch_len
+from .noise import check_z_dist, draw_noise
 
 
 class InfoGANGenerator(nn.Module):
@@ -104,17 +108,19 @@ class InfoGAN(GANModel):
     # (docs/conditional.md); 0 is the paper's method.
     defaults = {"z_dim": 62, "n_cat": 10, "n_cont": 2, "lambda_cat": 1.0, "lambda_cont": 0.1, "q_hidden": 128,
                 "g_width": 64, "d_width": 64, "lr_g": 1e-3, "loss": "nonsaturating",
-                "arch": "paper", "fc_width": 1024, "z_dist": "normal", "c1_invariance": 1.0}
-    legacy_defaults = {"c1_invariance": 0.0}  # runs made before it existed trained without it
+                "arch": "paper", "fc_width": 1024, "z_dist": "normal", "c1_invariance": 1.0, "q_leak": 0.1}
+    # Runs made before these settings existed trained without c1_invariance and with Q's slope at 0.2.
+    legacy_defaults = {"c1_invariance": 0.0, "q_leak": 0.2}
 
     def build(self):
         c, s = self.cfg, self.spec
         if c["n_cat"] < 2 or c["n_cont"] < 0:
             raise ConfigError(f"infogan needs n_cat >= 2 and n_cont >= 0, got {c['n_cat']} and {c['n_cont']}")
-        if c["z_dist"] not in ("normal", "uniform"):
-            raise ConfigError(f"z_dist must be normal or uniform, got {c['z_dist']!r}")
+        check_z_dist(c["z_dist"])
         if not 0 <= c["c1_invariance"] <= 2:
             raise ConfigError(f"c1_invariance must be a warp strength in [0, 2] (0: off), got {c['c1_invariance']}")
+        if not 0 <= c["q_leak"] < 1:
+            raise ConfigError(f"q_leak must be a leaky ReLU slope in [0, 1), got {c['q_leak']}")
         in_dim = c["z_dim"] + c["n_cat"] + c["n_cont"]
         if c["arch"] == "paper":  # Table 1 of the paper: an FC layer of fc_width in both G and D
             self.G = InfoGANGenerator(in_dim, s.channels, s.image_size, c["g_width"], c["fc_width"])
@@ -127,7 +133,7 @@ class InfoGAN(GANModel):
         # Q has no convolutions of its own: it reads D's body features (the paper's Q is one FC layer
         # on D's last hidden layer). Outputs: categorical logits, then continuous means.
         self.Q = nn.Sequential(nn.Linear(self.D.feature_dim, c["q_hidden"]), nn.BatchNorm1d(c["q_hidden"]),
-                               nn.LeakyReLU(0.2, True), nn.Linear(c["q_hidden"], c["n_cat"] + c["n_cont"]))
+                               nn.LeakyReLU(c["q_leak"], True), nn.Linear(c["q_hidden"], c["n_cat"] + c["n_cont"]))
 
     def optimizers(self):
         # Q is trained with D (its head shares D's body); G gets the paper's larger learning rate.
@@ -141,9 +147,7 @@ class InfoGAN(GANModel):
         return [f"c{i + 1}" for i in range(1 + self.cfg["n_cont"])]
 
     def noise(self, n, generator=None):
-        if self.cfg["z_dist"] == "uniform":
-            return self.rand(n, self.cfg["z_dim"], generator=generator) * 2 - 1
-        return self.randn(n, self.cfg["z_dim"], generator=generator)
+        return draw_noise(self, n, self.cfg["z_dim"], self.cfg["z_dist"], generator=generator)
 
     def sample_inputs(self, n, generator=None, c1=None):
         inputs = {"z": self.noise(n, generator),

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .blocks import View
+from .improved import MinibatchDiscrimination
 
 
 def dcgan_stages(image_size: int) -> tuple[int, int]:
@@ -25,12 +26,21 @@ def dcgan_stages(image_size: int) -> tuple[int, int]:
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """The paper's initialisation: weights from N(0, 0.02), norm scales from N(1, 0.02)."""
+    """The paper's initialisation: weights from N(0, 0.02), norm scales from N(1, 0.02).
+
+    A minibatch-discrimination tensor T counts as a weight too. Salimans et al.'s code instead
+    weight-normalises T with a data-dependent scale that puts each sample's nearest neighbour at an
+    L1 distance of about 2. On the default DCGAN D's features of 28 x 28 digits, N(0, 0.02) gives
+    about 1.4; N(0, 0.1), T's own init, gives about 7, where exp(-distance), the statistic, all but
+    vanishes.
+    """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        elif isinstance(m, MinibatchDiscrimination):
+            nn.init.normal_(m.T, 0.0, 0.02)
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
