@@ -64,8 +64,8 @@ def test_update_schedule(tmp_path, n_critic, g_steps):
         ph.step = (lambda s, name: (lambda b: (calls.append(name), s(b))[1]))(step, ph.name)
     consumed = [t.train_step({}) for _ in range(4)]
     assert calls == (["D"] * n_critic + ["G"] * g_steps) * 4
-    # every update draws a fresh real batch, as in WGAN's critic loop
-    assert consumed == [16 * (n_critic + g_steps)] * 4
+    # every critic update draws a fresh real batch, as in WGAN's critic loop; the G step reads none
+    assert consumed == [16 * n_critic] * 4
 
 
 def _weights(run):
@@ -241,3 +241,15 @@ def test_a_run_made_before_a_setting_existed_keeps_training_as_it_did(tmp_path):
     assert ganforge.load_run(tmp_path).cfg["c1_invariance"] == 0.0
     assert run_config(tmp_path)["c1_invariance"] == 0.0
     assert run_config(tmp_path, c1_invariance=0.5)["c1_invariance"] == 0.5
+
+
+@pytest.mark.parametrize("sets,reads", [({}, 1), ({"feature_matching": True}, 2)])
+def test_g_phase_draws_real_images_only_when_it_reads_them(tmp_path, sets, reads):
+    # The default G step needs only a batch size: D alone walks through the data (an epoch is an
+    # epoch), and img/s counts images a phase read. Feature matching reads real images in G's step too.
+    r = ganforge.train("dcgan", out=tmp_path, steps=10, data="digits", batch_size=32, progress=False,
+                       sets={"g_width": 8, "d_width": 8, "z_dim": 8, "log_every": 10, "sample_every": 0, **sets})
+    state = load_checkpoint(r["out"] / "checkpoints" / "last.pt")
+    assert state["loader"]["pos"] == 10 * 32 * reads and state["loader"]["epoch"] == 1
+    model = ganforge.load_run(r["out"])
+    assert [(ph.name, ph.data) for ph in model.phases()] == [("D", True), ("G", reads == 2)]

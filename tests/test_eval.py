@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 import torch
 
 import ganforge
@@ -11,6 +12,7 @@ from ganforge.cli import main
 from ganforge.data import load_data
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.metrics import class_metrics, conditional_accuracy, get_extractor, reference_stats, sample_mixture
+from ganforge import run_eval
 from ganforge.metrics import evaluate as E
 from ganforge.metrics import features as Fe
 
@@ -139,7 +141,7 @@ def test_modes_for_the_2d_mixtures():
 
 def test_fd_of_real_halves_is_far_below_an_untrained_generator():
     raw = load_data("digits")
-    a, b = E._halves(len(raw))
+    a, b = run_eval._halves(len(raw))
     ev = E.Evaluator("digits", "image", raw.x[a], metrics="fd,classes", n=len(b))
     real = ev.evaluate_samples(raw.x[b])
     untrained = ev.evaluate(ganforge.create("dcgan", data="digits", **TINY_DCGAN))
@@ -157,7 +159,7 @@ def test_eval_cli_end_to_end(capsys, run_dir):
     rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
     assert len(rows) == 1
     r = rows[0]
-    assert r["n"] == 300 and r["features"] == "digits" and r["step"] == 2 and r["ema"] is False
+    assert r["n"] == 300 and r["features"] == "digits" and r["step"] == 2 and r["net"] == "G"  # no EMA in this run
     assert r["fd"] > 0 and 0 <= r["precision"] <= 1 and 0 <= r["classes"] <= 10
 
     assert main(["eval", str(run_dir), "--n", "300", "--metrics", "fd", "--baseline", "real", "--quiet"]) == 0
@@ -181,7 +183,6 @@ def test_eval_errors_are_one_line(capsys, run_dir, tmp_path, monkeypatch):
     assert "did you mean" in line
     one_line_error(capsys, ["eval", tmp_path], "not a ganforge run")
     one_line_error(capsys, ["eval", run_dir, "--metrics", "modes"], "modes")
-    one_line_error(capsys, ["eval", run_dir, "--ema"], "EMA")
     one_line_error(capsys, ["eval", run_dir, "--features", "incepton"], "inception")
     # No Inception weights anywhere here: one line saying so and how to point ganforge at a file.
     monkeypatch.setattr(Fe, "fid_helper_weights", lambda: None)
@@ -203,3 +204,35 @@ def test_is_needs_a_classifier_head():
     ex._batch = lambda x: (torch.randn(len(x), 4), None)
     with pytest.raises(GanforgeError, match="no classifier head"):
         ev.evaluate_samples(torch.rand(50, 1, 28, 28))
+
+
+def test_one_rule_for_which_network_is_measured_and_sampled(tmp_path, capsys):
+    # The EMA copy when the run has one, during training, in `ganforge eval` and in `ganforge sample`;
+    # --no-ema chooses G; every record names the network it measured.
+    out = tmp_path / "run"
+    assert main(["train", "dcgan", "--steps", "4", "--out", str(out), *TINY, "--set", "ema=0.5", "--set", "log_every=4",
+                 "--eval-every", "4", "--set", "eval_n=64", "--set", "eval_metrics=fd"]) == 0
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert logged["eval_net"] == "G_ema"
+    assert main(["eval", str(out), "--n", "64", "--metrics", "fd", "--quiet"]) == 0
+    assert main(["eval", str(out), "--n", "64", "--metrics", "fd", "--quiet", "--no-ema"]) == 0
+    ema, plain = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert ema["net"] == "G_ema" and plain["net"] == "G"
+    assert ema["fd"] == pytest.approx(logged["eval_fd"], rel=1e-6), "eval must measure what training measured"
+    assert plain["fd"] != ema["fd"]  # a different network (4 steps in, they are still close)
+    assert main(["sample", str(out), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    assert "of G_ema" in capsys.readouterr().out
+
+
+def test_untrained_baseline_reads_an_older_runs_settings(tmp_path):
+    # A run recorded before a setting existed (here InfoGAN's c1_invariance and q_leak) is read
+    # through run_config like any other, so the baseline builds the model it was trained as.
+    out = tmp_path / "old"
+    assert main(["train", "infogan", "--steps", "1", "--out", str(out), "--batch-size", "16", "--quiet",
+                 "--set", "sample_every=0", "--set", "ckpt_every=0"]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    for key in ("c1_invariance", "q_leak"):
+        cfg.pop(key, None)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rec = run_eval.evaluate_run(out, metrics="fd", n=32, baseline="untrained", progress=False)
+    assert rec["baseline"] == "untrained" and rec["fd"] > 0
