@@ -11,8 +11,9 @@ import ganforge
 from ganforge.cli import main
 from ganforge.data import load_data
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.metrics import class_metrics, conditional_accuracy, get_extractor, reference_stats, sample_mixture
 from ganforge import run_eval
+from ganforge.metrics import (class_metrics, conditional_accuracy, density_coverage, get_extractor, reference_stats,
+                              sample_mixture)
 from ganforge.metrics import evaluate as E
 from ganforge.metrics import features as Fe
 
@@ -148,6 +149,74 @@ def test_fd_of_real_halves_is_far_below_an_untrained_generator():
     assert real["fd"] * 20 < untrained["fd"], (real["fd"], untrained["fd"])
     assert real["classes"] == 10 and real["class_kl"] < 0.05
     assert untrained["classes"] < 10
+
+
+class _Identity:
+    """An extractor whose features are its inputs: the metrics see chosen feature vectors."""
+
+    name = key = "identity"
+    has_logits = False
+
+    def extract(self, x, total=None, progress=False, desc=""):
+        return torch.as_tensor(x).float(), None
+
+
+def _feature_evaluator(real: np.ndarray, n: int, metrics="pr,dc") -> E.Evaluator:
+    ev = E.Evaluator("digits", "image", None, metrics=metrics, n=n)
+    ev._ex, ev._ref = _Identity(), {"feats": real.astype(np.float32)}
+    return ev
+
+
+def _equal_size_coverage(n: int, k: int = 5) -> float:
+    """Coverage of n against n i.i.d. points of one distribution: a real point's k nearest others
+    (n - 1 real, n fake, exchangeable) are all real with probability C(n-1, k) / C(2n-1, k)."""
+    return 1 - math.comb(n - 1, k) / math.comb(2 * n - 1, k)
+
+
+@pytest.mark.parametrize("n", [10, 100, 1000, 3000])
+def test_coverage_compares_equal_size_sets_at_every_n(n):
+    # Against the whole pool of 5,000 real points the real balls shrink and coverage fell with n
+    # (0.01 at n=10, 0.61 at 1,000, 0.90 at 3,000); on equal-size sets it stays near 0.97.
+    rng = np.random.RandomState(n)
+    d = 16
+    expected = _equal_size_coverage(n)
+    tol = 0.02 + 4 * math.sqrt(expected * (1 - expected) / n)
+    independent = density_coverage(rng.randn(n, d), rng.randn(n, d), k=5)["coverage"]
+    assert abs(independent - expected) < tol  # the band fits two independent equal-size draws
+    got = _feature_evaluator(rng.randn(5000, d), n).evaluate_samples(torch.from_numpy(rng.randn(n, d)))
+    assert got["prdc_n"] == n
+    assert abs(got["coverage"] - expected) < tol, (got["coverage"], expected)
+    assert abs(got["density"] - 1) < 0.1 + 4 / math.sqrt(n)
+
+
+def test_prdc_cuts_both_sides_to_a_smaller_data_set_and_caches_the_radii(monkeypatch):
+    rng = np.random.RandomState(14)
+    calls = []
+    real_knn = E.knn_radii
+    monkeypatch.setattr(E, "knn_radii", lambda x, k: calls.append(k) or real_knn(x, k))
+    ev = _feature_evaluator(rng.randn(300, 16), n=1000)
+    got = ev.evaluate_samples(torch.from_numpy(rng.randn(1000, 16)))
+    assert got["prdc_n"] == 300 and abs(got["coverage"] - _equal_size_coverage(300)) < 0.06
+    ev.evaluate_samples(torch.from_numpy(rng.randn(1000, 16)))
+    assert sorted(calls) == [3, 5]  # once per k, not once per evaluation
+
+    # On disk beside the reference statistics: a new Evaluator (a new process) reads them back.
+    ref = reference_stats("digits", load_data("digits").x[:200], get_extractor("digits", "digits"))
+    first = E.reference_radii(ref, 150, 5)
+    again = E.reference_radii(ref, 150, 5)
+    assert len(calls) == 3 and len(first["idx"]) == 150
+    np.testing.assert_array_equal(first["radii"], again["radii"])
+    with pytest.raises(GanforgeError, match="k-NN radii"):
+        E.reference_radii(ref, 201, 5)
+    with pytest.raises(ConfigError, match="dc needs more than k = 5"):
+        E.Evaluator("digits", "image", None, metrics="dc", n=5)
+
+
+def test_kid_subsets_differ_when_the_fake_set_is_the_subset_size():
+    rng = np.random.RandomState(15)
+    ev = _feature_evaluator(rng.randn(1797, 16), n=1000, metrics="kid")
+    got = ev.evaluate_samples(torch.from_numpy(rng.randn(1000, 16)))
+    assert got["kid_subset"] == 250 and got["kid_std"] > 0
 
 
 # ---------------------------------------------------------------------------- ganforge eval

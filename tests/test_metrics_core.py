@@ -18,6 +18,8 @@ from ganforge.metrics import (
     frechet_distance_from_features,
     inception_score,
     kid,
+    kid_subset_size,
+    knn_radii,
     prdc,
     precision_recall,
     sample_mixture,
@@ -124,9 +126,9 @@ def _naive_unbiased_mmd2(x, y, degree=3, gamma=None, coef0=1.0):
 def test_kid_matches_naive_unbiased_mmd(kernel):
     rng = np.random.RandomState(5)
     a, b = rng.randn(12, 5), rng.randn(12, 5) + 0.3
-    # subset_size is clipped to 12 = both set sizes, so every subset is a permutation of the
-    # full sets and MMD^2 (permutation invariant) equals the naive full-set value, with std 0.
-    mean, std = kid(torch.tensor(a), b, subsets=3, subset_size=1000, **kernel)
+    # One subset takes both whole sets (subset_size clipped to 12): MMD^2 is permutation
+    # invariant, so it equals the naive full-set value.
+    mean, std = kid(torch.tensor(a), b, subsets=1, subset_size=1000, **kernel)
     assert mean == pytest.approx(_naive_unbiased_mmd2(a, b, **kernel), rel=1e-10)
     assert std == pytest.approx(0.0, abs=1e-12)
 
@@ -138,6 +140,22 @@ def test_kid_near_zero_for_same_distribution_and_positive_when_shifted():
     shifted, shifted_std = kid(a, b + 0.5, subsets=20, subset_size=200)
     assert shifted > 0 and shifted > 5 * shifted_std
     assert abs(same) < 0.05 * shifted
+
+
+def test_kid_std_is_a_fair_spread_when_a_set_is_the_subset_size():
+    # Training evaluates 1,000 samples and KID asks for subsets of 1,000: each subset used to be
+    # the whole fake set, so kid_std held only the real side's spread (0.3 of the spread below).
+    rng = np.random.RandomState(13)
+    d = 16
+    real, fake = rng.randn(1797, d), 1.5 * rng.randn(1000, d)
+    mean, std = kid(real, fake)
+    m = kid_subset_size(len(real), len(fake))
+    assert m == 250
+    # The spread of KID between independent draws of m real and m fake points.
+    independent = [kid(rng.randn(m, d), 1.5 * rng.randn(m, d), subsets=1, subset_size=m)[0] for _ in range(100)]
+    assert 0.6 < std / np.std(independent) < 1.6, (std, np.std(independent))
+    assert abs(mean - np.mean(independent)) < np.std(independent)
+    assert kid_subset_size(10_000, 10_000) == 1000 and kid_subset_size(3, 3) == 2
 
 
 def test_kid_is_seeded_and_rejects_bad_inputs():
@@ -235,6 +253,16 @@ def test_prdc_identical_sets_and_far_away_fakes():
     assert dc["density"] == pytest.approx(1.0, abs=0.05)  # each ball: itself + k-1 neighbours
     far = prdc(real, rng.randn(300, 8) + 100.0, k=5)
     assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+def test_prdc_takes_precomputed_real_radii():
+    rng = np.random.RandomState(16)
+    real, fake = rng.randn(80, 6), rng.randn(70, 6) + 0.2
+    assert prdc(real, fake, k=4, real_radii=knn_radii(real, 4)) == prdc(real, fake, k=4)
+    with pytest.raises(GanforgeError, match="real_radii has 79"):
+        prdc(real, fake, k=4, real_radii=knn_radii(real[:79], 4))
+    with pytest.raises(GanforgeError, match="k must be"):
+        knn_radii(real[:4], 4)
 
 
 def test_prdc_rejects_bad_inputs():

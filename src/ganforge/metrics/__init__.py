@@ -11,10 +11,13 @@ Feature-set metrics (features are (N, D) arrays, e.g. Inception pool3 activation
   ``frechet_distance_from_features(a, b) -> float`` fit the Gaussians first.
 * ``kid(a, b, subsets=100, subset_size=1000, degree=3, gamma=None, coef0=1, seed=0)
   -> (mean, std)``: Kernel Inception Distance (Binkowski et al. 2018), unbiased cubic-kernel
-  MMD^2 over random subsets, as torch-fidelity / clean-fid compute it.
-* ``prdc(real, fake, k=5) -> dict(precision, recall, density, coverage)``;
+  MMD^2 over random subsets, as torch-fidelity / clean-fid compute it (smaller subsets for sets
+  under four subsets: ``kid_subset_size(n_a, n_b)``).
+* ``prdc(real, fake, k=5, real_radii=None) -> dict(precision, recall, density, coverage)``;
   ``precision_recall(real, fake, k=3)`` (Kynkaanniemi et al. 2019) and
-  ``density_coverage(real, fake, k=5)`` (Naeem et al. 2020) return the matching pairs.
+  ``density_coverage(real, fake, k=5)`` (Naeem et al. 2020) return the matching pairs;
+  ``knn_radii(real, k)`` gives the real balls' radii once for repeated calls. Compare sets of
+  equal size: the radii shrink as a set grows.
 
 Classifier metric:
 
@@ -42,8 +45,8 @@ here); scipy is loaded on the first Frechet-distance call.
 """
 from ganforge.metrics.frechet import feature_stats, frechet_distance, frechet_distance_from_features
 from ganforge.metrics.inception_score import inception_score
-from ganforge.metrics.kid import kid
-from ganforge.metrics.prdc import density_coverage, prdc, precision_recall
+from ganforge.metrics.kid import kid, kid_subset_size
+from ganforge.metrics.prdc import density_coverage, knn_radii, prdc, precision_recall
 from ganforge.metrics.toy import TOY_MIXTURES, sample_mixture, toy_modes
 from ganforge.metrics.classifier import load_classifier, train_classifier
 from ganforge.metrics.evaluate import Evaluator, class_metrics, conditional_accuracy, reference_stats
@@ -64,6 +67,8 @@ __all__ = [
     "frechet_distance_from_features",
     "inception_score",
     "kid",
+    "kid_subset_size",
+    "knn_radii",
     "prdc",
     "precision_recall",
     "sample_mixture",

@@ -6,14 +6,19 @@ every comparison (features, their mean and covariance, classifier logits) is com
 (data set, images, image size, extractor) and cached as ``.npz`` (atomic write, loaded with
 ``allow_pickle=False``) under ``$GANFORGE_CACHE`` or ``~/.cache/ganforge/stats``.
 
+FD and KID use every real image. Precision/recall and density/coverage depend on set sizes
+through their k-NN radii, so they compare n samples with a fixed random subset of n real images
+(both sides cut to the smaller size if the data set has fewer than n; the result's ``prdc_n``),
+whose radii are cached beside the reference statistics and kept by the Evaluator.
+
 Metrics (``--metrics``):
 
 =========  ==========================================================================
 fd         Frechet distance of the features (FID with ``--features inception``)
 kid        Kernel Inception Distance, mean and std over subsets (Binkowski et al. 2018)
 is         Inception Score of the extractor's logits (Salimans et al. 2016)
-pr         precision and recall, k = 3 (Kynkaanniemi et al. 2019)
-dc         density and coverage, k = 5 (Naeem et al. 2020)
+pr         precision and recall, k = 3 (Kynkaanniemi et al. 2019), on equal-size sets
+dc         density and coverage, k = 5 (Naeem et al. 2020), on equal-size sets
 classes    classes covered and KL of the predicted-class histogram from uniform
 modes      modes captured, high-quality fraction, KL (ring8 / grid25; VEEGAN, PacGAN)
 =========  ==========================================================================
@@ -32,8 +37,8 @@ import torch
 from ..errors import ConfigError, GanforgeError, closest
 from .frechet import feature_stats, frechet_distance
 from .inception_score import inception_score
-from .kid import kid
-from .prdc import density_coverage, precision_recall
+from .kid import kid, kid_subset_size
+from .prdc import density_coverage, knn_radii, precision_recall
 from .toy import TOY_MIXTURES, toy_modes
 
 METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "modes")
@@ -42,6 +47,7 @@ TOY_N = 2500  # the VEEGAN / PacGAN protocol's sample count
 # A class counts as covered when it gets at least this share of what a uniform spread would give
 # it (10% of n / n_classes): a stray misclassification does not cover a class.
 MIN_CLASS_SHARE = 0.1
+PRDC_K = {"pr": 3, "dc": 5}  # the papers' neighbour counts
 
 
 def cache_dir() -> Path:
@@ -183,6 +189,38 @@ def reference_stats(name: str, images: torch.Tensor, extractor, progress: bool =
     return {**out, "path": path, "cached": False}
 
 
+def equal_size_subset(total: int, n: int, seed: int = 0) -> torch.Tensor:
+    """A fixed random subset of ``n`` of ``range(total)``, sorted; all of it when ``n >= total``."""
+    if n >= total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def reference_radii(ref: dict, n: int, k: int, seed: int = 0, cache: bool = True) -> dict:
+    """A fixed random subset of ``n`` of ``ref``'s real features and their k-NN radii.
+
+    Returns ``idx`` (the rows of ``ref["feats"]``) and ``radii``. Cached on disk beside ``ref``'s
+    own entry (when it has a ``path``), keyed by ``n``, ``k`` and ``seed``.
+    """
+    feats = ref["feats"]
+    if not k < n <= len(feats):
+        raise GanforgeError(f"k-NN radii need k < n <= {len(feats)} real features, got k={k}, n={n}")
+    idx = equal_size_subset(len(feats), n, seed).numpy()
+    path = Path(ref["path"]).with_name(f"{Path(ref['path']).stem}-radii-n{n}-k{k}-s{seed}.npz") \
+        if ref.get("path") else None
+    if cache and path is not None and path.is_file():
+        got = _load_npz(path)
+        if got is not None and "radii" in got and np.array_equal(got.get("idx"), idx):
+            return {"idx": idx, "radii": got["radii"]}
+    out = {"idx": idx, "radii": knn_radii(feats[idx], k).numpy()}
+    if cache and path is not None:
+        try:
+            _save_npz(path, out)
+        except OSError:
+            pass  # a read-only cache costs time, not correctness
+    return out
+
+
 # ---------------------------------------------------------------------------- the evaluator
 def _sample_batches(model, n: int, seed: int, use_ema: bool, chunk: int = 500):
     for i in range(0, n, chunk):
@@ -210,8 +248,14 @@ class Evaluator:
         self.ref_name = ref_name or data
         self._opts = {"inception_weights": inception_weights, "download": download}
         self._ex, self._ref, self._digits, self._digits_ref = None, None, None, None
+        self._radii: dict = {}  # (n, k) -> reference_radii(...): evaluating every N steps pays once
         if n < 2:
             raise ConfigError(f"--n must be at least 2, got {n}")
+        smallest = min(self.n, len(real)) if real is not None else self.n
+        for metric, k in PRDC_K.items():
+            if metric in self.metrics and smallest <= k:
+                raise ConfigError(f"{metric} needs more than k = {k} samples on each side, got {smallest}: "
+                                  f"raise --n or drop {metric}")
 
     # extractors and references, built lazily
     def extractor(self):
@@ -282,16 +326,30 @@ class Evaluator:
                 out["fd"] = frechet_distance(*feature_stats(fake), ref["mu"], ref["sigma"])
             if "kid" in self.metrics:
                 out["kid"], out["kid_std"] = kid(fake, real)
+                out["kid_subset"] = kid_subset_size(len(fake), len(real))
             if "is" in self.metrics:
                 out["is"], out["is_std"] = inception_score(logits)
-            if "pr" in self.metrics:
-                out.update(precision_recall(real, fake, k=3))
-            if "dc" in self.metrics:
-                out.update(density_coverage(real, fake, k=5))
+            if {"pr", "dc"} & set(self.metrics):
+                out.update(self._prdc(real, fake))
         if digit_logits is not None:
             out.update(class_metrics(digit_logits, 10))
         out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
         out["eval_seconds"] = round(time.time() - t0, 2)
+        return out
+
+    def _prdc(self, real: np.ndarray, fake: np.ndarray) -> dict:
+        """Precision/recall and density/coverage of n fakes against a fixed subset of n real features."""
+        n = min(len(real), len(fake))
+        fake = fake[equal_size_subset(len(fake), n, self.seed).numpy()]
+        out = {"prdc_n": n}
+        for metric, k in PRDC_K.items():
+            if metric not in self.metrics:
+                continue
+            if (n, k) not in self._radii:
+                self._radii[(n, k)] = reference_radii(self.reference(), n, k, self.seed)
+            r = self._radii[(n, k)]
+            fn = precision_recall if metric == "pr" else density_coverage
+            out.update(fn(real[r["idx"]], fake, k=k, real_radii=r["radii"]))
         return out
 
     def _digit_extractor(self):

@@ -3,7 +3,8 @@
 Binkowski et al., "Demystifying MMD GANs", ICLR 2018. The definition matches the reference
 implementations torch-fidelity (``metric_kid.py``: subsets drawn without replacement by
 ``np.random.RandomState(seed)``, mean and population std over subsets) and clean-fid
-(``kernel_distance``: subset size clipped to the smaller set).
+(``kernel_distance``: subset size clipped to the smaller set), except for sets smaller than
+four subsets (see :func:`kid_subset_size`), where those would make the std meaningless.
 """
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def _mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef
     return float(within - 2.0 * k_xy.sum() / (m * m))
 
 
+def kid_subset_size(n_a: int, n_b: int, subset_size: int = 1000, subsets: int = 100) -> int:
+    """The subset size :func:`kid` uses for sets of ``n_a`` and ``n_b`` rows.
+
+    ``subset_size``, but at most a quarter of the smaller set (and at least 2). Subsets of m rows
+    drawn from a pool of n overlap, and their spread understates that of independent draws of m
+    by about sqrt(1 - m / n) (the finite-population correction): at m = n, as with 1,000 samples
+    and the usual 1,000, every subset is the whole set and that side contributes no spread at all.
+    A quarter keeps the understatement near 13%; the mean is unbiased at any size. A single subset
+    has no spread to estimate, so it takes as many rows as both sets have (up to ``subset_size``).
+    """
+    m = min(int(subset_size), n_a, n_b)
+    return m if subsets == 1 else max(2, min(m, min(n_a, n_b) // 4))
+
+
 def kid(
     a,
     b,
@@ -41,8 +56,10 @@ def kid(
 
     Kernel k(x, y) = (gamma * x.y + coef0) ** degree with gamma = 1/D by default, i.e. the
     KID kernel (x.y / D + 1)^3. Each of ``subsets`` rounds draws ``subset_size`` rows of a and
-    of b without replacement (``subset_size`` is clipped to min(N, M), as clean-fid does).
-    The std is the population std over subsets (``np.std``), as torch-fidelity reports it.
+    of b without replacement; for sets smaller than 4 * ``subset_size`` the subsets are smaller,
+    ``kid_subset_size(N, M, subset_size, subsets)``, so that they differ. The std is the
+    population std over subsets (``np.std``), as torch-fidelity reports it: the spread of one
+    subset's estimate.
     """
     a = as_float64(a, "features a", ndim=2)
     b = as_float64(b, "features b", ndim=2)
@@ -50,8 +67,8 @@ def kid(
         raise GanforgeError(f"feature dimensions differ: a has {a.shape[1]}, b has {b.shape[1]}")
     if subsets < 1:
         raise GanforgeError(f"KID needs subsets >= 1, got {subsets}")
-    m = min(int(subset_size), len(a), len(b))
-    if m < 2:
+    m = kid_subset_size(len(a), len(b), subset_size, subsets)
+    if min(int(subset_size), len(a), len(b)) < 2:
         raise GanforgeError(
             f"KID needs at least 2 samples per set and subset_size >= 2 "
             f"(got {len(a)} and {len(b)} samples, subset_size={subset_size})"

@@ -15,6 +15,10 @@ Definitions follow clovaai/generative-evaluation-prdc (``compute_prdc``): the ra
 ties). So for two identical sets density is about 1 (each ball holds its centre and k - 1
 neighbours), as Naeem et al. intend. Distances are computed with ``torch.cdist`` in float64, in
 row chunks, so 10k x 10k feature sets never hold a full distance matrix.
+
+The radii shrink as a set grows, so the four numbers compare like with like only between sets
+of equal size, as both papers measure them; ``ganforge.metrics.evaluate`` draws equal-size
+subsets and passes the real side's radii (``real_radii=knn_radii(real, k)``), which it caches.
 """
 from __future__ import annotations
 
@@ -46,14 +50,28 @@ def _knn_radii(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     return torch.cat([block.kthvalue(k + 1, dim=1).values for block in blocks])
 
 
-def prdc(real, fake, k: int = 5, chunk: int = DEFAULT_CHUNK) -> dict[str, float]:
+def knn_radii(x, k: int = 5, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """The k-NN ball radius of each row of features x (N, D), as :func:`prdc` uses them: float64 (N,)."""
+    x = torch.from_numpy(as_float64(x, "features", ndim=2))
+    if k < 1 or k >= len(x):
+        raise GanforgeError(f"k must be in [1, n - 1] (got k={k} for {len(x)} features)")
+    return _knn_radii(x, k, chunk)
+
+
+def prdc(real, fake, k: int = 5, chunk: int = DEFAULT_CHUNK, real_radii=None) -> dict[str, float]:
     """Precision, recall, density and coverage of fake features (M, D) against real (N, D).
 
     Returns ``dict(precision=, recall=, density=, coverage=)`` of python floats. ``k`` is the
     neighbour count for the ball radii (clovaai's ``nearest_k``); ``chunk`` bounds memory.
+    ``real_radii`` (N,) are the real balls' radii if already known (``knn_radii(real, k)``).
     """
     real, fake = _features(real, fake, k)
-    real_radii = _knn_radii(real, k, chunk)
+    if real_radii is None:
+        real_radii = _knn_radii(real, k, chunk)
+    else:
+        real_radii = torch.from_numpy(as_float64(real_radii, "real radii", ndim=1))
+        if len(real_radii) != len(real):
+            raise GanforgeError(f"real_radii has {len(real_radii)} entries for {len(real)} real features")
     fake_radii = _knn_radii(fake, k, chunk)
 
     in_real_balls = torch.zeros(len(fake), dtype=torch.float64)  # per fake: how many real balls
@@ -73,13 +91,13 @@ def prdc(real, fake, k: int = 5, chunk: int = DEFAULT_CHUNK) -> dict[str, float]
     }
 
 
-def precision_recall(real, fake, k: int = 3, chunk: int = DEFAULT_CHUNK) -> dict[str, float]:
+def precision_recall(real, fake, k: int = 3, chunk: int = DEFAULT_CHUNK, real_radii=None) -> dict[str, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019; their default k=3)."""
-    out = prdc(real, fake, k, chunk)
+    out = prdc(real, fake, k, chunk, real_radii)
     return {"precision": out["precision"], "recall": out["recall"]}
 
 
-def density_coverage(real, fake, k: int = 5, chunk: int = DEFAULT_CHUNK) -> dict[str, float]:
+def density_coverage(real, fake, k: int = 5, chunk: int = DEFAULT_CHUNK, real_radii=None) -> dict[str, float]:
     """Density and coverage (Naeem et al. 2020; their default k=5)."""
-    out = prdc(real, fake, k, chunk)
+    out = prdc(real, fake, k, chunk, real_radii)
     return {"density": out["density"], "coverage": out["coverage"]}
