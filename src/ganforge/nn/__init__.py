@@ -1,9 +1,13 @@
 """Shared network blocks: written once here, used by every model that needs them."""
 from .augment import random_affine
-from .blocks import MLP, Maxout, View, evaluating, moving_average_
+from .blocks import MLP, Maxout, View, evaluating, init_weights, moving_average_
 from .dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init, dcgan_stages
 from .improved import HistoricalAverage, MinibatchDiscrimination
 from .points import MLPCritic, gan_nets
+from .translation import (ImagePool, PatchDiscriminator, ResidualBlock, ResnetGenerator, UNetGenerator, norm_layer,
+                          receptive_field)
 
 __all__ = ["MLP", "Maxout", "View", "evaluating", "moving_average_", "DCGANDiscriminator", "DCGANGenerator", "dcgan_init", "dcgan_stages",
-           "HistoricalAverage", "MinibatchDiscrimination", "MLPCritic", "gan_nets", "random_affine"]
+           "HistoricalAverage", "MinibatchDiscrimination", "MLPCritic", "gan_nets", "random_affine", "init_weights",
+           "norm_layer", "UNetGenerator", "ResidualBlock", "ResnetGenerator", "PatchDiscriminator", "receptive_field",
+           "ImagePool"]

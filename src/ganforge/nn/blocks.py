@@ -6,6 +6,8 @@ import contextlib
 import torch
 from torch import nn
 
+from ..errors import ConfigError, closest
+
 
 @contextlib.contextmanager
 def evaluating(module: nn.Module):
@@ -68,3 +70,40 @@ def moving_average_(avg: nn.Module, net: nn.Module, decay: float) -> None:
     torch._foreach_lerp_(list(avg.parameters()), list(net.parameters()), 1.0 - decay)
     for a, b in zip(avg.buffers(), net.buffers()):
         a.copy_(b)
+
+
+INIT_KINDS = ("normal", "xavier", "kaiming", "orthogonal")
+# The norms whose scales are drawn around 1: the set DCGAN's init has always used, kept as is so
+# that seeded DCGAN runs stay the same.
+_SCALED_NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)
+
+
+def init_module_(m: nn.Module, kind: str = "normal", gain: float = 0.02) -> None:
+    """Initialise one module's own conv/linear weights (biases 0) or norm scales (N(1, gain))."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if kind == "normal":
+            nn.init.normal_(m.weight, 0.0, gain)
+        elif kind == "xavier":
+            nn.init.xavier_normal_(m.weight, gain=gain)
+        elif kind == "kaiming":  # He et al.'s std sqrt(2 / fan_in) is the point: gain plays no part
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+        else:
+            nn.init.orthogonal_(m.weight, gain=gain)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, _SCALED_NORMS) and m.weight is not None:
+        nn.init.normal_(m.weight, 1.0, gain)
+        nn.init.zeros_(m.bias)
+
+
+def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
+    """pix2pix/CycleGAN's initialisations (Isola et al. 2017; Zhu et al. 2017), for every submodule.
+
+    Conv/linear weights: "normal" N(0, gain), "xavier" Glorot's normal scaled by gain, "kaiming"
+    He's N(0, 2 / fan_in), "orthogonal" scaled by gain; biases 0; norm scales N(1, gain).
+    """
+    if kind not in INIT_KINDS:
+        raise ConfigError(f"unknown init {kind!r}{closest(kind, INIT_KINDS)}: use one of {', '.join(INIT_KINDS)}")
+    for m in module.modules():
+        init_module_(m, kind, gain)
+    return module

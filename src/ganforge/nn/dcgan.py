@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
-from .blocks import View
+from .blocks import View, init_module_
 from .improved import MinibatchDiscrimination
 
 
@@ -34,16 +34,12 @@ def dcgan_init(module: nn.Module) -> None:
     about 1.4; N(0, 0.1), T's own init, gives about 7, where exp(-distance), the statistic, all but
     vanishes.
     """
+    # One pass in module order, T in its place, so that a seed gives the same weights as ever.
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, MinibatchDiscrimination):
+        if isinstance(m, MinibatchDiscrimination):
             nn.init.normal_(m.T, 0.0, 0.02)
-        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and m.weight is not None:
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+        else:
+            init_module_(m, "normal", 0.02)
 
 
 def _norm(kind: str, ch: int):
