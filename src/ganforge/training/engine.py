@@ -22,10 +22,10 @@ import torch
 from .. import config as C
 from ..data import DataSpec, TensorLoader, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, RunDirError
+from ..files import atomic_save, atomic_write_bytes
 from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed
-from ..files import atomic_save, atomic_write_bytes
 from .checkpoint import load_checkpoint, save_generator
 from .schedule import lr_factor
 
