@@ -24,6 +24,13 @@ Classifier metric:
 * ``inception_score(logits, splits=10) -> (mean, std)``: Inception Score (Salimans et al.
   2016) from (N, C) logits, as torch-fidelity computes it.
 
+Paired metrics, for image-to-image translation (``paired.py``; images (N, C, H, W) in [-1, 1]
+or uint8, compared in [0, 1] units):
+
+* ``l1(a, b)``, ``psnr(a, b, data_range=1.0, max_db=100.0)`` (mean per-image dB, identical pairs
+  count as ``max_db``), ``ssim(a, b)`` (Wang et al. 2004, 11x11 Gaussian window, sigma 1.5) and
+  ``label_preservation(logits, labels)`` (a classifier's accuracy against the sources' labels).
+
 2-D toy mixtures (``ring8``, ``grid25`` of PacGAN / VEEGAN):
 
 * ``TOY_MIXTURES``: name -> (centres (K, 2) float32 tensor, std).
@@ -37,7 +44,10 @@ Evaluation (``ganforge eval``; see ``ganforge.metrics.evaluate``):
   predicted-class histogram from uniform.
 * ``conditional_accuracy(model, n_per_class=100, features="digits", seed=0) -> float``: the
   fraction of ``model.sample(n, seed=..., label=y)`` that the digit classifier labels y.
-* ``Evaluator``, ``reference_stats(...)`` (cached real statistics). A run directory is measured
+* ``Evaluator``, ``reference_stats(...)`` (cached real statistics); ``Evaluator.evaluate_pairs(
+  outputs, targets=None, labels=None)`` for translated images.
+* ``REGISTRY`` (name -> ``Metric``) and ``register(Metric(name, needs, compute))``: every metric
+  the Evaluator knows, with the inputs it needs (``registry.py``). A run directory is measured
   by ``ganforge.run_eval.evaluate_run(dir, ...)``, one layer up (it reads runs through the engine).
 
 Importing this package needs only torch and numpy (the data module takes its toy mixtures from
@@ -48,13 +58,22 @@ from ganforge.metrics.inception_score import inception_score
 from ganforge.metrics.kid import kid, kid_subset_size
 from ganforge.metrics.prdc import density_coverage, knn_radii, prdc, precision_recall
 from ganforge.metrics.toy import TOY_MIXTURES, sample_mixture, toy_modes
+from ganforge.metrics.paired import l1, label_preservation, psnr, ssim
+from ganforge.metrics.registry import REGISTRY, Metric, register
 from ganforge.metrics.classifier import load_classifier, train_classifier
 from ganforge.metrics.evaluate import Evaluator, class_metrics, conditional_accuracy, reference_stats
 from ganforge.metrics.features import get_extractor
 
 __all__ = [
     "Evaluator",
+    "Metric",
+    "REGISTRY",
     "TOY_MIXTURES",
+    "l1",
+    "label_preservation",
+    "psnr",
+    "register",
+    "ssim",
     "class_metrics",
     "conditional_accuracy",
     "get_extractor",

@@ -22,6 +22,20 @@ dc         density and coverage, k = 5 (Naeem et al. 2020), on equal-size sets
 classes    classes covered and KL of the predicted-class histogram from uniform
 modes      modes captured, high-quality fraction, KL (ring8 / grid25; VEEGAN, PacGAN)
 =========  ==========================================================================
+
+Paired metrics, for image-to-image translation (:meth:`Evaluator.evaluate_pairs`; images mapped
+to [0, 1], see ``metrics/paired.py``):
+
+=========  ==========================================================================
+l1         mean absolute error of each output against its target
+psnr       mean per-image PSNR in dB (identical pairs count as 100 dB)
+ssim       SSIM, 11x11 Gaussian window, sigma 1.5 (Wang et al. 2004)
+labels     label preservation: the digit classifier's accuracy on the outputs against
+           the labels of the images they were translated from
+=========  ==========================================================================
+
+Every metric is an entry of the registry (``metrics/registry.py``) naming the inputs it needs;
+the Evaluator computes those inputs once and loops over the chosen entries.
 """
 from __future__ import annotations
 
@@ -38,16 +52,16 @@ from ..errors import ConfigError, GanforgeError, closest
 from .frechet import feature_stats, frechet_distance
 from .inception_score import inception_score
 from .kid import kid, kid_subset_size
+from .paired import l1, label_preservation, psnr, ssim
 from .prdc import density_coverage, knn_radii, precision_recall
+from .registry import PAIRED_INPUTS, REGISTRY, Inputs, Metric, register
 from .toy import TOY_MIXTURES, toy_modes
 
-METRICS = ("fd", "kid", "is", "pr", "dc", "classes", "modes")
 DIGIT_DATA = ("mnist", "digits")
 TOY_N = 2500  # the VEEGAN / PacGAN protocol's sample count
 # A class counts as covered when it gets at least this share of what a uniform spread would give
 # it (10% of n / n_classes): a stray misclassification does not cover a class.
 MIN_CLASS_SHARE = 0.1
-PRDC_K = {"pr": 3, "dc": 5}  # the papers' neighbour counts
 
 
 def cache_dir() -> Path:
@@ -81,17 +95,22 @@ def parse_metrics(text, kind: str = "image", data: str = "") -> list[str]:
     """``"fd,kid"`` (or a list, or None/"auto" for the defaults) -> checked metric names."""
     if text is None or text == "auto" or text == []:
         return default_metrics(kind, data)
+    known = tuple(REGISTRY)  # read now: metrics registered after import count too
     names = [m.strip().lower() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
     if not names:
-        raise ConfigError("no metrics named; choose from " + ", ".join(METRICS))
+        raise ConfigError("no metrics named; choose from " + ", ".join(known))
     for m in names:
-        if m not in METRICS:
-            raise ConfigError(f"unknown metric {m!r}{closest(m, METRICS)}; choose from {', '.join(METRICS)}")
-    if kind == "points" and set(names) - {"modes"}:
-        raise ConfigError(f"2-D point data is measured with the modes metric, not {', '.join(set(names) - {'modes'})}")
-    if kind == "image" and "modes" in names:
-        raise ConfigError("the modes metric is for the 2-D mixtures ring8 and grid25; for images use classes")
-    return list(dict.fromkeys(names))
+        if m not in REGISTRY:
+            raise ConfigError(f"unknown metric {m!r}{closest(m, known)}; choose from {', '.join(known)}")
+    names = list(dict.fromkeys(names))
+    wrong = [m for m in names if REGISTRY[m].kind != kind]
+    if kind == "points" and wrong:
+        point_metrics = " or ".join(m.name for m in REGISTRY.values() if m.kind == "points")
+        raise ConfigError(f"2-D point data is measured with the {point_metrics} metric, not {', '.join(wrong)}")
+    if kind == "image" and wrong:
+        raise ConfigError(f"the {wrong[0]} metric is for the 2-D mixtures {' and '.join(TOY_MIXTURES)}; "
+                          "for images use classes")
+    return names
 
 
 # ---------------------------------------------------------------------------- class metrics
@@ -221,6 +240,68 @@ def reference_radii(ref: dict, n: int, k: int, seed: int = 0, cache: bool = True
     return out
 
 
+# ---------------------------------------------------------------------------- the registry
+def _knn_metric(fn, k: int):
+    """pr / dc: the samples cut to n = min(real, fake), against a fixed subset of n real features."""
+    def compute(inp: Inputs) -> dict:
+        real, fake = inp.ref["feats"], inp.fake
+        n = min(len(real), len(fake))
+        fake = fake[equal_size_subset(len(fake), n, inp.seed).numpy()]
+        r = inp.radii(n, k)
+        return {"prdc_n": n, **fn(real[r["idx"]], fake, k=k, real_radii=r["radii"])}
+    return compute
+
+
+def _kid(inp: Inputs) -> dict:
+    mean, std = kid(inp.fake, inp.ref["feats"])
+    return {"kid": mean, "kid_std": std, "kid_subset": kid_subset_size(len(inp.fake), len(inp.ref["feats"]))}
+
+
+def _inception_score(inp: Inputs) -> dict:
+    mean, std = inception_score(inp.logits)
+    return {"is": mean, "is_std": std}
+
+
+def _modes(inp: Inputs) -> dict:
+    r = toy_modes(inp.points, _base(inp.data))
+    return {"modes": r["modes"], "n_modes": r["n_modes"], "high_quality": round(r["high_quality"], 6),
+            "mode_kl": round(r["kl"], 6)}
+
+
+# Registry order is the order of a result's keys.
+for _m in (
+    Metric("fd", {"features"}, lambda inp: {"fd": frechet_distance(*feature_stats(inp.fake), inp.ref["mu"],
+                                                                   inp.ref["sigma"])},
+           "Frechet distance of the features (Heusel et al. 2017)", keys=("fd",)),
+    Metric("kid", {"features"}, _kid, "Kernel Inception Distance (Binkowski et al. 2018)",
+           keys=("kid", "kid_std", "kid_subset")),
+    Metric("is", {"logits"}, _inception_score, "Inception Score (Salimans et al. 2016)", title="Inception Score",
+           keys=("is", "is_std")),
+    Metric("pr", {"features"}, _knn_metric(precision_recall, 3), "precision and recall (Kynkaanniemi et al. 2019)",
+           k=3, keys=("prdc_n", "precision", "recall")),
+    Metric("dc", {"features"}, _knn_metric(density_coverage, 5), "density and coverage (Naeem et al. 2020)",
+           k=5, keys=("prdc_n", "density", "coverage")),
+    Metric("classes", {"digit_logits"}, lambda inp: class_metrics(inp.digit_logits, 10),
+           "classes covered and KL of the class histogram from uniform", keys=("classes", "n_classes", "class_kl")),
+    Metric("modes", {"points"}, _modes, "modes of ring8 / grid25 captured (VEEGAN, PacGAN)", kind="points",
+           keys=("modes", "n_modes", "high_quality", "mode_kl")),
+    Metric("l1", {"targets"}, lambda inp: {"l1": l1(inp.outputs, inp.targets)},
+           "mean absolute error against the targets, [0, 1] pixel units", keys=("l1",)),
+    Metric("psnr", {"targets"}, lambda inp: {"psnr": psnr(inp.outputs, inp.targets)},
+           "mean per-image PSNR in dB against the targets", keys=("psnr",)),
+    Metric("ssim", {"targets"}, lambda inp: {"ssim": ssim(inp.outputs, inp.targets)},
+           "SSIM against the targets (Wang et al. 2004)", keys=("ssim",)),
+    Metric("labels", {"digit_logits", "labels"},
+           lambda inp: {"label_preservation": label_preservation(inp.digit_logits, inp.labels)},
+           "digit classifier's accuracy on the outputs against the sources' labels", title="label preservation",
+           keys=("label_preservation",)),
+):
+    register(_m)
+
+METRICS = tuple(REGISTRY)  # the built-in metrics; parse_metrics reads REGISTRY itself
+PRDC_K = {m.name: m.k for m in REGISTRY.values() if m.k}  # the papers' neighbour counts
+
+
 # ---------------------------------------------------------------------------- the evaluator
 def _sample_batches(model, n: int, seed: int, use_ema: bool, chunk: int = 500):
     for i in range(0, n, chunk):
@@ -240,6 +321,8 @@ class Evaluator:
                  features: str | None = None, n: int = 10_000, seed: int = 0, device="cpu",
                  inception_weights=None, download: bool = False, progress: bool = False, ref_name: str | None = None):
         self.data, self.kind, self.real = data, kind, real
+        # Left to the defaults, evaluate_pairs picks its own (the paired metrics it has inputs for).
+        self._auto_metrics = metrics is None or metrics == "auto" or metrics == []
         self.metrics = parse_metrics(metrics, kind, data)
         if kind == "points" and _base(data) not in TOY_MIXTURES:
             raise ConfigError(f"the modes metric knows the mixtures {', '.join(TOY_MIXTURES)}, not {data!r}")
@@ -252,10 +335,10 @@ class Evaluator:
         if n < 2:
             raise ConfigError(f"--n must be at least 2, got {n}")
         smallest = min(self.n, len(real)) if real is not None else self.n
-        for metric, k in PRDC_K.items():
-            if metric in self.metrics and smallest <= k:
-                raise ConfigError(f"{metric} needs more than k = {k} samples on each side, got {smallest}: "
-                                  f"raise --n or drop {metric}")
+        for m in REGISTRY.values():
+            if m.k and m.name in self.metrics and smallest <= m.k:
+                raise ConfigError(f"{m.name} needs more than k = {m.k} samples on each side, got {smallest}: "
+                                  f"raise --n or drop {m.name}")
 
     # extractors and references, built lazily
     def extractor(self):
@@ -266,7 +349,7 @@ class Evaluator:
         return self._ex
 
     def _needs_features(self) -> bool:
-        return bool(set(self.metrics) & {"fd", "kid", "pr", "dc", "is"})
+        return any(REGISTRY[m].needs & {"features", "logits"} for m in self.metrics)
 
     def settings(self) -> dict:
         s = {"data": self.data, "metrics": ",".join(self.metrics), "n": self.n, "seed": self.seed}
@@ -293,64 +376,88 @@ class Evaluator:
 
     def evaluate_samples(self, samples, total: int | None = None) -> dict:
         """Metrics of samples: a tensor (images in [-1, 1] or uint8, or 2-D points) or batches of images."""
-        if self.kind == "points":
-            r = toy_modes(samples, _base(self.data))
-            return {"modes": r["modes"], "n_modes": r["n_modes"], "high_quality": round(r["high_quality"], 6),
-                    "mode_kl": round(r["kl"], 6)}
-        out: dict = {}
+        paired = [m for m in self.metrics if REGISTRY[m].paired]
+        if paired:
+            raise ConfigError(f"{', '.join(paired)} compare outputs with their targets or labels: "
+                              "use Evaluator.evaluate_pairs")
+        return self._evaluate(self.metrics, samples, total)
+
+    def evaluate_pairs(self, outputs, targets=None, labels=None) -> dict:
+        """Paired metrics of translated images ``outputs`` (N, C, H, W), in [-1, 1] or uint8.
+
+        ``targets`` are the images each output should match (l1, psnr, ssim), ``labels`` (N,) the
+        classes of the images they were translated from (labels: the digit classifier's accuracy
+        on the outputs). With the Evaluator's metrics left to the default, computes every paired
+        metric whose input is given, plus fd and kid of the outputs against the Evaluator's real
+        images (the target domain) when it has them; named metrics are computed as named.
+        """
+        if self.kind != "image":
+            raise ConfigError("paired metrics compare images, not 2-D points")
+        outputs = torch.as_tensor(outputs)
+        given = {name for name, v in (("targets", targets), ("labels", labels)) if v is not None}
+        if self._auto_metrics:
+            names = [m.name for m in REGISTRY.values() if m.paired and m.needs & PAIRED_INPUTS <= given]
+            if self.real is not None:
+                names = ["fd", "kid"] + names
+            if not names:
+                raise GanforgeError("nothing to compare the outputs with: pass targets or labels, "
+                                    "or give the Evaluator the target domain's real images")
+        else:
+            names = self.metrics
+            for m in names:
+                missing = REGISTRY[m].needs & PAIRED_INPUTS - given
+                if missing:
+                    raise GanforgeError(f"{m} needs {' and '.join(sorted(missing))}: pass them to evaluate_pairs")
+        if labels is not None and len(labels) != len(outputs):
+            raise GanforgeError(f"{len(labels)} labels for {len(outputs)} outputs")
+        return self._evaluate(names, outputs, len(outputs), targets, labels)
+
+    def _evaluate(self, names, samples, total=None, targets=None, labels=None) -> dict:
+        """Gather the inputs the metrics ``names`` need, once each, and merge their results."""
         t0 = time.time()
-        feats = logits = None
-        digit_logits = None
+        inp = self._inputs(names, samples, total, targets, labels)
+        out: dict = {}
+        for m in REGISTRY.values():  # registry order, whatever order the names came in
+            if m.name in names:
+                out.update(m.compute(inp))
+        out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
+        if self.kind == "image":  # point records have never carried a timing
+            out["eval_seconds"] = round(time.time() - t0, 2)
+        return out
+
+    def _inputs(self, names, samples, total, targets, labels) -> Inputs:
+        needs = set().union(*(REGISTRY[m].needs for m in names))
+        inp = Inputs(data=self.data, seed=self.seed, targets=targets, labels=labels, radii=self._reference_radii)
+        if self.kind == "points":
+            inp.points = samples
+            return inp
         if torch.is_tensor(samples):
             total = len(samples)
-        if self._needs_features():
+            inp.outputs = samples
+        ex = feats = logits = None
+        if needs & {"features", "logits"}:
             ex = self.extractor()
-            if "is" in self.metrics and not ex.has_logits:  # say so before the slow part
-                raise GanforgeError(f"the {ex.key} extractor has no classifier head, so no Inception Score: "
-                                    "use torch-fidelity's weights, or drop is")
-            want_digits = "classes" in self.metrics and ex.name != "digits"
-            if want_digits:
-                samples = list(samples) if not torch.is_tensor(samples) else samples
+            for m in names:  # say so before the slow part
+                if "logits" in REGISTRY[m].needs and not ex.has_logits:
+                    raise GanforgeError(f"the {ex.key} extractor has no classifier head, so no {REGISTRY[m].title}: "
+                                        f"use torch-fidelity's weights, or drop {m}")
+            if "digit_logits" in needs and ex.name != "digits" and not torch.is_tensor(samples):
+                samples = list(samples)  # read twice: by the extractor and by the digit classifier
             feats, logits = ex.extract(samples, total=total, progress=self.progress and (total or 0) >= 2000,
                                        desc="features of samples")
-            if "classes" in self.metrics:
-                digit_logits = logits if ex.name == "digits" else self._digit_extractor().extract(samples)[1]
-        elif "classes" in self.metrics:
-            digit_logits = self._digit_extractor().extract(samples, total=total)[1]
+            inp.logits = logits
+        if "digit_logits" in needs:
+            inp.digit_logits = logits if ex is not None and ex.name == "digits" else \
+                self._digit_extractor().extract(samples, total=total)[1]
+        if "features" in needs:
+            inp.ref = self.reference()
+            inp.fake = feats.numpy().astype(np.float64)
+        return inp
 
-        if feats is not None:
-            ref = self.reference()
-            real = ref["feats"]
-            fake = feats.numpy().astype(np.float64)
-            if "fd" in self.metrics:
-                out["fd"] = frechet_distance(*feature_stats(fake), ref["mu"], ref["sigma"])
-            if "kid" in self.metrics:
-                out["kid"], out["kid_std"] = kid(fake, real)
-                out["kid_subset"] = kid_subset_size(len(fake), len(real))
-            if "is" in self.metrics:
-                out["is"], out["is_std"] = inception_score(logits)
-            if {"pr", "dc"} & set(self.metrics):
-                out.update(self._prdc(real, fake))
-        if digit_logits is not None:
-            out.update(class_metrics(digit_logits, 10))
-        out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
-        out["eval_seconds"] = round(time.time() - t0, 2)
-        return out
-
-    def _prdc(self, real: np.ndarray, fake: np.ndarray) -> dict:
-        """Precision/recall and density/coverage of n fakes against a fixed subset of n real features."""
-        n = min(len(real), len(fake))
-        fake = fake[equal_size_subset(len(fake), n, self.seed).numpy()]
-        out = {"prdc_n": n}
-        for metric, k in PRDC_K.items():
-            if metric not in self.metrics:
-                continue
-            if (n, k) not in self._radii:
-                self._radii[(n, k)] = reference_radii(self.reference(), n, k, self.seed)
-            r = self._radii[(n, k)]
-            fn = precision_recall if metric == "pr" else density_coverage
-            out.update(fn(real[r["idx"]], fake, k=k, real_radii=r["radii"]))
-        return out
+    def _reference_radii(self, n: int, k: int) -> dict:
+        if (n, k) not in self._radii:
+            self._radii[(n, k)] = reference_radii(self.reference(), n, k, self.seed)
+        return self._radii[(n, k)]
 
     def _digit_extractor(self):
         if self._digits is None:
@@ -371,7 +478,7 @@ def format_result(record: dict) -> str:
     pairs = {"kid": "kid_std", "is": "is_std"}
     skip = set(pairs.values()) | {"n_classes", "n_modes"}
     for k in ("fd", "kid", "is", "precision", "recall", "density", "coverage", "classes", "class_kl", "modes",
-              "high_quality", "mode_kl", "test_accuracy"):
+              "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy"):
         if k not in record or k in skip:
             continue
         v = fmt(record[k])
@@ -388,5 +495,5 @@ def format_result(record: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METRICS", "Evaluator", "cache_dir", "class_metrics", "conditional_accuracy", "default_metrics",
+__all__ = ["METRICS", "REGISTRY", "Evaluator", "Metric", "register", "cache_dir", "class_metrics", "conditional_accuracy", "default_metrics",
            "format_result", "parse_metrics", "reference_stats"]
