@@ -42,6 +42,7 @@ class ThreeNets(GANModel):
         self.seen.append(("D", batch, len(self.ctx)))
         fake = self.generate(self.sample_inputs(len(batch["x"])))
         self.share("fake", fake, self.G_AB)
+        self.ctx["unread"] = True  # left over for no one: gone by the next iteration
         return {"loss": self.d_adversarial(self.D(batch["x"]), self.D(fake.detach()))}
 
     def ge_step(self, batch):
