@@ -1,7 +1,7 @@
 """The training engine: one loop for every model.
 
 A model (``ganforge.models.base.GANModel``) declares networks, optimizers and phases; this module
-owns the rest: configuration, data on the device, seeding, the D:G schedule, AMP, EMA of G,
+owns the rest: configuration, data on the device, seeding, the phase schedule, AMP, EMA of named networks,
 progress, ``metrics.jsonl``, sample grids, atomic checkpoints, exact resume and Ctrl-C.
 """
 from __future__ import annotations
