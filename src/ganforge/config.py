@@ -129,9 +129,12 @@ def _coerce(key, value, default):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
     if kind in (list, tuple):
-        if not isinstance(value, (list, tuple)) or len(value) != len(default):
-            raise ConfigError(f"{key} must be a list of {len(default)} values, got {value!r}")
-        return [_coerce(key, v, d) for v, d in zip(value, default)]
+        # Checked by element, not by length: a schedule may have as many entries as a run needs.
+        # Elements follow the default's element at the same place, or its last (empty: any).
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, default[min(i, len(default) - 1)] if default else None)
+                for i, v in enumerate(value)]
     if kind is str and not isinstance(value, str):
         raise ConfigError(f"{key} must be a string, got {value!r}")
     return value
@@ -170,6 +173,8 @@ def check_limits(cfg: dict) -> None:
             raise ConfigError(f"{key} must be {what}, got {v!r}")
     if cfg.get("historical_averaging", 0.0) < 0:
         raise ConfigError(f"historical_averaging is a weight >= 0, got {cfg.get('historical_averaging')!r}")
+    if len(cfg.get("betas", (0, 0))) != 2:  # Adam's two decays: a length that means something
+        raise ConfigError(f"betas must be a list of 2 numbers, got {cfg.get('betas')!r}")
     if cfg.get("amp") not in ("off", "bf16", "fp16"):
         raise ConfigError(f"amp must be off, bf16 or fp16, got {cfg.get('amp')!r}")
     if cfg.get("device") not in ("auto", "cpu", "cuda") and not str(cfg.get("device")).startswith("cuda:"):

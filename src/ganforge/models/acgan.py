@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from .. import losses
 from ..nn import DCGANDiscriminator, DCGANGenerator
 from ..registry import register
 from .base import GANModel, batch_len
@@ -25,6 +24,8 @@ class ACGAN(ClassConditional, GANModel):
     year = 2017
     needs_labels = True
     defaults = {"z_dim": 100, "g_width": 64, "d_width": 64, "loss": "nonsaturating", "lambda_cls": 1.0}
+    # Options of the default steps that these steps implement too (with GANModel's helpers).
+    step_options = ("label_smoothing", "r1_gamma", "historical_averaging")
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -42,17 +43,19 @@ class ACGAN(ClassConditional, GANModel):
         return self.judge(x)[1].argmax(1)
 
     def d_step(self, batch):
-        real, y = batch["x"], batch["y"]
+        real, y = self.r1_input(batch["x"]), batch["y"]
         inputs = self.sample_inputs(len(real))
         (s_real, c_real), (s_fake, c_fake) = self.judge(real), self.judge(self.generate(inputs))
-        l_s = losses.d_loss(self.cfg["loss"], s_real, s_fake)
+        l_s = self.d_adversarial(s_real, s_fake)
         l_c = F.cross_entropy(c_real, y) + F.cross_entropy(c_fake, inputs["y"])
-        return {"loss": l_s + self.cfg["lambda_cls"] * l_c, "L_S": l_s, "L_C": l_c,
-                "acc_real": (c_real.argmax(1) == y).float().mean()}
+        loss, out = l_s + self.cfg["lambda_cls"] * l_c, {"L_S": l_s, "L_C": l_c}
+        for name, term in self.r1(s_real, real).items():
+            loss, out[name] = loss + term, term.detach()
+        return {"loss": loss + self.history_penalty("D"), **out, "acc_real": (c_real.argmax(1) == y).float().mean()}
 
     def g_step(self, batch):
         inputs = self.sample_inputs(batch_len(batch))
         s_fake, c_fake = self.judge(self.generate(inputs))
-        l_s = losses.g_loss(self.cfg["loss"], s_fake)
+        l_s = self.g_adversarial(s_fake)
         l_c = F.cross_entropy(c_fake, inputs["y"])
-        return {"loss": l_s + self.cfg["lambda_cls"] * l_c, "G_L_C": l_c}
+        return {"loss": l_s + self.cfg["lambda_cls"] * l_c + self.history_penalty("G"), "G_L_C": l_c}

@@ -6,8 +6,14 @@ AMP, data parallelism, EMA, logging, sampling, checkpoints and resume).
 
 A phase is one kind of update, e.g. "D" or "G": a function from a batch to a dict of scalar
 tensors whose ``"loss"`` entry is minimised by the optimizers the phase names. One training
-step ("iteration") runs each phase in order, each ``repeats`` times with a fresh batch; the
-default is WGAN's schedule, ``n_critic`` D updates then ``g_steps`` G updates.
+step ("iteration") runs each active phase in order, each ``repeats`` times. The phases of an
+iteration share one batch (``Phase.fresh`` draws a new one per repeat instead) and one
+``model.ctx`` dict, which the engine empties at the start of every iteration: what one phase
+computes (G(x) in pix2pix's D step) the next can reuse (``share``/``reuse``). The default is
+WGAN's schedule, ``n_critic`` D updates then ``g_steps`` G updates, each on a fresh batch.
+
+A model that grows (ProGAN) changes its networks, optimizers or batch size in ``on_step`` and
+says what changed (``Change``); the engine rebuilds what it derived from them.
 """
 from __future__ import annotations
 
@@ -41,6 +47,27 @@ class Phase:
     # size) is handed ``{"n": size}``: no real image is drawn that nobody looks at, so an epoch is
     # an epoch of what D sees, and img/s counts the images used.
     data: bool = True
+    # Draw a new batch at each repeat instead of sharing the iteration's (WGAN's critic loop);
+    # the new batch is then the one later phases share.
+    fresh: bool = False
+    # Runs at steps start, start + every, ... before stop (lazy regularisation, staged training).
+    every: int = 1
+    start: int = 0
+    stop: int | None = None
+
+    def active(self, step: int) -> bool:
+        return self.start <= step and (self.stop is None or step < self.stop) and (step - self.start) % self.every == 0
+
+
+@dataclass
+class Change:
+    """What ``GANModel.on_step`` changed, so that the engine rebuilds only what depends on it."""
+    nets: bool = False  # networks added or replaced: phases, EMA copies, DDP and compiled nets are rebuilt
+    optimizers: bool = False  # model.optimizers() is called again: fresh optimizer state
+    batch_size: int | None = None  # the new global batch size
+
+    def __bool__(self) -> bool:
+        return self.nets or self.optimizers or self.batch_size is not None
 
 
 def batch_len(batch: dict) -> int:
@@ -62,7 +89,11 @@ class GANModel(nn.Module):
     # Values that a run recorded before a setting existed must take when its default today would
     # change how that run trains (e.g. {"c1_invariance": 0.0}); other missing settings get defaults.
     legacy_defaults: dict = {}
-    ema_nets: tuple[str, ...] = ("G",)  # networks that get an EMA copy when ema > 0
+    ema_nets: tuple[str, ...] = ("G",)  # networks that get an EMA copy (``{name}_ema``) when ema > 0
+    generator: str = "G"  # the network that samples (and is saved and measured)
+    # Which STEP_OPTIONS a model's own d_step/g_step implement (with the helpers below); the
+    # default steps implement all of them. Any other option that is on is refused when built.
+    step_options: tuple[str, ...] = ()
 
     def __init__(self, cfg: dict, spec: DataSpec):
         super().__init__()
@@ -74,6 +105,7 @@ class GANModel(nn.Module):
         # Set by the engine to its GradScaler: penalties on D's input-gradients (R1, WGAN-GP) scale
         # them too, or float16 would underflow them (losses._input_grad).
         self.grad_scaler = None
+        self.ctx: dict = {}  # what one phase leaves for the next in the same iteration
         self.build()
         self._setup_objective()
 
@@ -86,8 +118,16 @@ class GANModel(nn.Module):
                 "D": self.adam(self.D.parameters(), self.cfg["lr_d"] or self.cfg["lr"])}
 
     def phases(self) -> list[Phase]:
-        return [Phase("D", self.d_step, ("D",), self.cfg["n_critic"], keep_graph=("G",) if self.reuses_fake else ()),
-                Phase("G", self.g_step, ("G",), self.cfg["g_steps"], data=self.g_reads_data)]
+        return [Phase("D", self.d_step, ("D",), self.cfg["n_critic"], keep_graph=("G",) if self.reuses_fake else (),
+                      fresh=True),
+                Phase("G", self.g_step, ("G",), self.cfg["g_steps"], data=self.g_reads_data, fresh=True)]
+
+    def on_step(self, step: int) -> Change | None:
+        """Called by the engine before iteration ``step``; a model that grows changes its networks,
+        optimizers or batch size here and returns a ``Change``. On resume the engine calls it again
+        at each step where it returned one, in order, before loading the checkpoint: it must depend
+        only on ``step`` and on what earlier calls did."""
+        return None
 
     @property
     def g_reads_data(self) -> bool:
@@ -100,9 +140,19 @@ class GANModel(nn.Module):
         subset). Models never load data themselves."""
 
     @staticmethod
-    def _versions(net: nn.Module) -> tuple:
+    def _versions(*nets: nn.Module) -> tuple:
         # every in-place change of a parameter (an optimizer step, a load) bumps its version
-        return tuple(p._version for p in net.parameters())
+        return tuple(p._version for net in nets for p in net.parameters())
+
+    def share(self, key: str, value, *nets: nn.Module) -> None:
+        """Leave ``value`` (computed by ``nets``) in this iteration's ``ctx`` for a later phase."""
+        self.ctx[key] = (value, self._versions(*nets))
+
+    def reuse(self, key: str, *nets: nn.Module):
+        """The value a phase shared under ``key``, or None once any of ``nets`` has changed since
+        (e.g. steps called by hand with an update in between): a stale output is never reused."""
+        value, versions = self.ctx.pop(key, (None, None))
+        return value if value is not None and versions == self._versions(*nets) else None
 
     @property
     def reuses_fake(self) -> bool:
@@ -134,39 +184,60 @@ class GANModel(nn.Module):
         real = batch["x"]
         fake = self.generate(self.sample_inputs(len(real)))
         if self.reuses_fake:
-            # Still attached to G's graph (Phase.keep_graph), for g_step; with G's parameter versions,
-            # so that it is never reused after G has changed (e.g. steps called by hand).
-            self._fake = (fake, self._versions(self.G))
+            self.share("fake", fake, self.G)  # still attached to G's graph (Phase.keep_graph), for g_step
             fake = fake.detach()
-        r1 = self.cfg.get("r1_gamma", 0.0)
-        if r1:
-            real = real.detach().requires_grad_(True)
+        real = self.r1_input(real)
         d_real, d_fake = self.D(real), self.D(fake)
-        loss = losses.d_loss(self.cfg["loss"], d_real, d_fake, **self._d_loss_kwargs())
+        loss = self.d_adversarial(d_real, d_fake)
         out = {"D(x)": d_real.mean(), "D(G(z))": d_fake.mean()}
-        terms = self.d_regularizer(real, fake)
-        if r1:
-            # Penalising D's slope on the data keeps it from oscillating around the equilibrium
-            # (Mescheder et al. 2018, "Which training methods for GANs do actually converge?").
-            terms["R1"] = 0.5 * r1 * losses.r1_penalty(d_real, real, self.grad_scaler)
+        terms = {**self.d_regularizer(real, fake), **self.r1(d_real, real)}
         for name, term in terms.items():
             loss, out[name] = loss + term, term.detach()
-        return {"loss": loss + self._history_penalty("D"), **out}
+        return {"loss": loss + self.history_penalty("D"), **out}
 
     def g_step(self, batch: dict) -> dict:
-        cached, self._fake = getattr(self, "_fake", None), None
-        if cached is not None and len(cached[0]) == batch_len(batch) and cached[1] == self._versions(self.G):
-            fake = cached[0]
-        else:
+        fake = self.reuse("fake", self.G)
+        if fake is None or len(fake) != batch_len(batch):
             fake = self.generate(self.sample_inputs(batch_len(batch)))
         if self.cfg.get("feature_matching"):
-            # Salimans et al. 2016, eq. 4: ||E f(x) - E f(G(z))||^2 on D's last hidden layer.
-            with torch.no_grad():
-                f_real = self.D.features(batch["x"]).float().mean(0)
-            loss = (f_real - self.D.features(fake).float().mean(0)).pow(2).sum()
+            loss = self.feature_matching(batch["x"], fake)
         else:
-            loss = losses.g_loss(self.cfg["loss"], self.D(fake), c=self.cfg.get("c", 1.0))
-        return {"loss": loss + self._history_penalty("G")}
+            loss = self.g_adversarial(self.D(fake))
+        return {"loss": loss + self.history_penalty("G")}
+
+    # -- objective helpers, for the default steps and a model's own ---------------------------
+    def d_adversarial(self, d_real, d_fake):
+        """D's loss of the configured kind (``loss``), with one-sided ``label_smoothing``."""
+        return losses.d_loss(self.cfg["loss"], d_real, d_fake, **self._d_loss_kwargs())
+
+    def g_adversarial(self, d_fake):
+        return losses.g_loss(self.cfg["loss"], d_fake, c=self.cfg.get("c", 1.0))
+
+    def r1_input(self, real):
+        """``real``, made to require grad when R1 is on: pass it to D, then ``r1(d_real, real)``."""
+        return real.detach().requires_grad_(True) if self.cfg.get("r1_gamma", 0.0) else real
+
+    def r1(self, d_real, real) -> dict:
+        """``{"R1": gamma/2 E||grad D(x)||^2}`` when ``r1_gamma`` > 0, else ``{}``."""
+        gamma = self.cfg.get("r1_gamma", 0.0)
+        if not gamma:
+            return {}
+        # Penalising D's slope on the data keeps it from oscillating around the equilibrium
+        # (Mescheder et al. 2018, "Which training methods for GANs do actually converge?").
+        return {"R1": 0.5 * gamma * losses.r1_penalty(d_real, real, self.grad_scaler)}
+
+    def gradient_penalty(self, real, fake, D: nn.Module | None = None, **d_kwargs):
+        """WGAN-GP's penalty at interpolates of ``real`` and ``fake`` (without its weight)."""
+        # alpha drawn for the global batch (GANModel.rand), so several processes train what one does
+        alpha = self.rand(len(real)).to(real.dtype)
+        return losses.gradient_penalty(D or self.D, real, fake, alpha=alpha, scaler=self.grad_scaler, **d_kwargs)
+
+    def feature_matching(self, real, fake, features: Callable | None = None):
+        """Salimans et al. 2016, eq. 4: ||E f(x) - E f(G(z))||^2 on D's last hidden layer (``features``)."""
+        features = features or self.D.features
+        with torch.no_grad():
+            f_real = features(real).float().mean(0)
+        return (f_real - features(fake).float().mean(0)).pow(2).sum()
 
     # -- objective options -----------------------------------------------------------------
     def _setup_objective(self) -> None:
@@ -176,10 +247,10 @@ class GANModel(nn.Module):
         on = [k for k in STEP_OPTIONS if c.get(k)]
         if not on:
             return
-        own = [f for f in ("d_step", "g_step") if getattr(type(self), f) is not getattr(GANModel, f)]
-        if own:
-            raise ConfigError(f"{self.name} has its own training steps, so {', '.join(on)} (which act in the "
-                              "default GAN steps) cannot be used with it")
+        own = any(getattr(type(self), f) is not getattr(GANModel, f) for f in ("d_step", "g_step"))
+        missing = [k for k in on if own and k not in self.step_options]
+        if missing:
+            raise ConfigError(f"{self.name}'s own training steps do not implement {', '.join(missing)}")
         if c.get("label_smoothing") and c.get("loss") not in (*losses.CLASSIFIER_LOSSES, "ls"):
             raise ConfigError(f"label_smoothing needs a loss with real/fake targets "
                               f"({', '.join(losses.CLASSIFIER_LOSSES)} or ls), not {c.get('loss')}")
@@ -207,7 +278,7 @@ class GANModel(nn.Module):
         # One-sided smoothing moves only the real target, towards the fake one (a for ls, 0 otherwise).
         return {"real_label": 1.0 - s, "a": a, "b": b - s * (b - a)}
 
-    def _history_penalty(self, name: str):
+    def history_penalty(self, name: str):
         if not hasattr(self, "hist_avg"):
             return 0.0
         return self.cfg["historical_averaging"] * self.hist_avg[name].penalty(getattr(self, name))
@@ -222,12 +293,13 @@ class GANModel(nn.Module):
         return self.sample_inputs(n, generator)
 
     def generate(self, inputs: dict, net: nn.Module | None = None) -> torch.Tensor:
-        return (net or self.G)(inputs["z"])
+        return (net or getattr(self, self.generator))(inputs["z"])
 
     def generator_name(self, use_ema: bool = True) -> str:
         """The one rule for which network samples and is measured: G's EMA copy when the run
         has one and ``use_ema`` (the default everywhere), else G."""
-        return "G_ema" if use_ema and hasattr(self, "G_ema") else "G"
+        ema = f"{self.generator}_ema"
+        return ema if use_ema and hasattr(self, ema) else self.generator
 
     def generator_net(self, use_ema: bool = True) -> nn.Module:
         return getattr(self, self.generator_name(use_ema))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import losses
 from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, DCGANGenerator
 from ..registry import register
@@ -71,6 +70,8 @@ class CGAN(ClassConditional, GANModel):
     year = 2014
     needs_labels = True
     defaults = {"z_dim": 100, "g_width": 64, "d_width": 64, "loss": "nonsaturating"}
+    # Options of the default steps that these steps implement too (with GANModel's helpers).
+    step_options = ("label_smoothing", "r1_gamma", "historical_averaging")
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -83,12 +84,14 @@ class CGAN(ClassConditional, GANModel):
         return self.D(torch.cat([x, maps.to(x.dtype)], 1))
 
     def d_step(self, batch):
-        real, y = batch["x"], batch["y"]
+        real, y = self.r1_input(batch["x"]), batch["y"]
         inputs = self.sample_inputs(len(real))
         d_real, d_fake = self.judge(real, y), self.judge(self.generate(inputs), inputs["y"])
-        return {"loss": losses.d_loss(self.cfg["loss"], d_real, d_fake), "D(x)": d_real.mean(),
-                "D(G(z))": d_fake.mean()}
+        loss, out = self.d_adversarial(d_real, d_fake), {"D(x)": d_real.mean(), "D(G(z))": d_fake.mean()}
+        for name, term in self.r1(d_real, real).items():
+            loss, out[name] = loss + term, term.detach()
+        return {"loss": loss + self.history_penalty("D"), **out}
 
     def g_step(self, batch):
         inputs = self.sample_inputs(batch_len(batch))
-        return {"loss": losses.g_loss(self.cfg["loss"], self.judge(self.generate(inputs), inputs["y"]))}
+        return {"loss": self.g_adversarial(self.judge(self.generate(inputs), inputs["y"])) + self.history_penalty("G")}

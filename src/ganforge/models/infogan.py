@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import losses
 from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, DCGANGenerator, View, dcgan_init, dcgan_stages, evaluating, random_affine
 from ..registry import register
@@ -111,6 +110,8 @@ class InfoGAN(GANModel):
                 "arch": "paper", "fc_width": 1024, "z_dist": "normal", "c1_invariance": 1.0, "q_leak": 0.1}
     # Runs made before these settings existed trained without c1_invariance and with Q's slope at 0.2.
     legacy_defaults = {"c1_invariance": 0.0, "q_leak": 0.2}
+    # Options of the default steps that these steps implement too (with GANModel's helpers).
+    step_options = ("label_smoothing", "r1_gamma", "historical_averaging")
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -189,20 +190,24 @@ class InfoGAN(GANModel):
         return loss, {"MI_c1": math.log(self.cfg["n_cat"]) - l_cat.detach(), "L_cont": l_cont.detach()}
 
     def d_step(self, batch):
-        real = batch["x"]
+        real = self.r1_input(batch["x"])
         inputs = self.sample_inputs(len(real))
         fake = self.generate(inputs)
         f_fake = self.D.features(fake)
         d_real, d_fake = self.D(real), self.D.head(f_fake).squeeze(1)
         info, logs = self.info_loss(fake, f_fake, inputs)
-        return {"loss": losses.d_loss(self.cfg["loss"], d_real, d_fake) + info, "info": info, **logs}
+        loss = self.d_adversarial(d_real, d_fake) + info
+        for name, term in self.r1(d_real, real).items():
+            loss, logs[name] = loss + term, term.detach()
+        return {"loss": loss + self.history_penalty("D"), "info": info, **logs}
 
     def g_step(self, batch):
         inputs = self.sample_inputs(batch_len(batch))
         fake = self.generate(inputs)
         f_fake = self.D.features(fake)
         info, logs = self.info_loss(fake, f_fake, inputs)
-        return {"loss": losses.g_loss(self.cfg["loss"], self.D.head(f_fake).squeeze(1)) + info, "G_info": info}
+        loss = self.g_adversarial(self.D.head(f_fake).squeeze(1)) + info + self.history_penalty("G")
+        return {"loss": loss, "G_info": info}
 
     # -- what the codes do ---------------------------------------------------------------
     @torch.no_grad()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from .. import losses
 from ..nn import gan_nets
 from ..registry import register
 from .base import GANModel
@@ -63,7 +62,4 @@ class WGANGP(GANModel):
         self.G, self.D = gan_nets(self.spec, self.cfg, d_norm="layer")
 
     def d_regularizer(self, real, fake):
-        # alpha drawn for the global batch (GANModel.rand), so several processes train what one does
-        alpha = self.rand(len(real)).to(real.dtype)
-        gp = losses.gradient_penalty(self.D, real, fake, alpha=alpha, scaler=self.grad_scaler)
-        return {"GP": self.cfg["lambda_gp"] * gp}
+        return {"GP": self.cfg["lambda_gp"] * self.gradient_penalty(real, fake)}

@@ -27,11 +27,12 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 
 def save_generator(model, path: Path) -> None:
-    """The final generator weights (and its EMA copy), as safetensors."""
+    """The final weights of the generator and of every network with an EMA copy (and those
+    copies), as safetensors, keyed ``{name}.{key}`` and ``{name}_ema.{key}``."""
     from safetensors.torch import save
 
     tensors = {}
-    for name in model.ema_nets:
+    for name in dict.fromkeys((getattr(model, "generator", "G"), *model.ema_nets)):
         for prefix in (name, f"{name}_ema"):
             net = getattr(model, prefix, None)
             if net is not None:

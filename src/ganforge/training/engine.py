@@ -1,7 +1,7 @@
 """The training engine: one loop for every model.
 
 A model (``ganforge.models.base.GANModel``) declares networks, optimizers and phases; this module
-owns the rest: configuration, data on the device, seeding, the D:G schedule, AMP, EMA of G,
+owns the rest: configuration, data on the device, seeding, the phase schedule, AMP, EMA of named networks,
 progress, ``metrics.jsonl``, sample grids, atomic checkpoints, exact resume and Ctrl-C.
 """
 from __future__ import annotations
@@ -65,8 +65,17 @@ def build_model(cfg: dict, spec: DataSpec):
     if cfg.get("ema", 0) > 0:
         for name in model.ema_nets:
             # Registered as a submodule, so the EMA copy travels with state_dict and .to().
-            setattr(model, f"{name}_ema", copy.deepcopy(getattr(model, name)).requires_grad_(False).eval())
+            setattr(model, f"{name}_ema", _ema_copy(getattr(model, name)))
     return model
+
+
+def _ema_copy(net, old=None):
+    ema = copy.deepcopy(net).requires_grad_(False).eval()
+    if old is not None:  # a grown network: the layers it had keep their average
+        new = ema.state_dict()
+        ema.load_state_dict({k: v for k, v in old.state_dict().items() if k in new and v.shape == new[k].shape},
+                            strict=False)
+    return ema
 
 
 def create(name: str, data: str = "digits", **config):
@@ -169,18 +178,11 @@ class Trainer:
             else torch.contiguous_format
         self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.model.rank, self.model.world = self.rank, self.world
-        self.opts = self.model.optimizers()
-        # The schedule (lr_decay) scales these; read before a resume loads decayed rates into the groups.
-        self._base_lr = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
-        self.phases = self.model.phases()
-        for ph in self.phases:
-            missing = [o for o in ph.optimizers if o not in self.opts]
-            if missing:
-                raise ValueError(f"phase {ph.name} names unknown optimizers {missing}")
-        self._all_params = [p for o in self.opts.values() for g in o.param_groups for p in g["params"]]
-        ids = lambda names: {id(p) for o in names for g in self.opts[o].param_groups for p in g["params"]}  # noqa: E731
-        own_ids = {ph.name: ids(ph.optimizers) for ph in self.phases}  # what each phase updates
-        self._phase_ids = {ph.name: own_ids[ph.name] | ids(ph.keep_graph) for ph in self.phases}
+        self.opts, self._base_lr = {}, {}
+        self._set_optimizers()
+        self._set_phases()
+        self._ddp, self._compiled = {}, False
+        self._grown = []  # the steps at which the model changed (GANModel.on_step), for resume
 
         tensors = {"x": raw.x.to(self.device)}
         if raw.y is not None:
@@ -199,13 +201,67 @@ class Trainer:
         self.model.grad_scaler = self.scaler
         self.step = 0
         if resume_state is not None:
+            # Rebuild the checkpoint's stage first, so that its networks and optimizers fit the state.
+            for step in resume_state.get("grown", []):
+                self._apply(self.model.on_step(step), step)
             self._load_state(resume_state)
+        self._wrap()
+        self._compiled = self._compile() if cfg.get("compile") else False
+
+    # -- what the engine derives from the model's networks (rebuilt when it grows) ---------
+    def _set_optimizers(self, fresh: bool = True) -> None:
+        if fresh:
+            self.opts, self._base_lr = self.model.optimizers(), {}
+        # The schedule (lr_decay) scales these; read before a resume loads decayed rates into the
+        # groups, and kept for the groups that were already there when a model adds some.
+        for k, o in self.opts.items():
+            base = self._base_lr.get(k, [])
+            self._base_lr[k] = base + [g["lr"] for g in o.param_groups[len(base):]]
+
+    def _set_phases(self) -> None:
+        self.phases = self.model.phases()
+        for ph in self.phases:
+            missing = [o for o in ph.optimizers if o not in self.opts]
+            if missing:
+                raise ValueError(f"phase {ph.name} names unknown optimizers {missing}")
+        self._all_params = [p for o in self.opts.values() for g in o.param_groups for p in g["params"]]
+        ids = lambda names: {id(p) for o in names for g in self.opts[o].param_groups for p in g["params"]}  # noqa: E731
+        self._own_ids = {ph.name: ids(ph.optimizers) for ph in self.phases}  # what each phase updates
+        self._phase_ids = {ph.name: self._own_ids[ph.name] | ids(ph.keep_graph) for ph in self.phases}
+
+    def _wrap(self) -> None:
         # Batch-norm running statistics are the only state that can drift apart between
         # processes (each sees its own slice); they are re-broadcast from rank 0 every step.
         self._bn_buffers = [b for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                             and not isinstance(m, torch.nn.SyncBatchNorm) for b in m.buffers()]
-        self._ddp = distributed.wrap_phases(self.model, self.phases, own_ids, self.device) if self.world > 1 else {}
-        self._compiled = self._compile() if cfg.get("compile") else False
+        if self.world > 1:
+            self._ddp = distributed.wrap_phases(self.model, self.phases, self._own_ids, self.device)
+
+    def _apply(self, change, step: int) -> None:
+        """Rebuild what was derived from the model after ``on_step`` changed it (``Change``)."""
+        if not change:
+            return
+        self._grown.append(step)
+        if change.nets or change.optimizers:
+            self.model.to(self.device, memory_format=self.memory_format)  # new layers onto the device
+            if self.cfg.get("ema", 0) > 0:
+                for name in self.model.ema_nets:
+                    net, old = getattr(self.model, name), getattr(self.model, f"{name}_ema")
+                    shapes = lambda m: [(k, v.shape) for k, v in m.state_dict().items()]  # noqa: E731
+                    if shapes(net) != shapes(old):
+                        setattr(self.model, f"{name}_ema", _ema_copy(net, old))
+            self._set_optimizers(fresh=change.optimizers)
+            self._set_phases()
+            if self._ddp:
+                self._wrap()
+            if self._compiled:
+                self._compile()
+        if change.batch_size is not None:
+            bs = change.batch_size
+            if bs > len(self.raw) or bs % self.world:
+                raise ConfigError(f"{self.cfg['model']} grew to batch size {bs}, which the data set "
+                                  f"({len(self.raw)} items) or {self.world} processes cannot hold")
+            self.loader.batch_size, self.loader.local = bs, bs // self.world
 
     def _to_float(self, batch: dict) -> dict:
         batch = images_to_float(batch)
@@ -244,7 +300,8 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {"version": 1, "step": self.step, "spec": asdict(self.spec), "model": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
-                "scaler": self.scaler.state_dict(), "loader": self.loader.state_dict(), "rng": rng}
+                "scaler": self.scaler.state_dict(), "loader": self.loader.state_dict(), "rng": rng,
+                "grown": list(self._grown)}
 
     def _load_state(self, state: dict) -> None:
         try:
@@ -280,29 +337,34 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def train_step(self, acc: dict) -> int:
-        """One iteration over all phases; returns the number of real images the phases read."""
+        """One iteration over the active phases; returns the number of real images they read."""
+        self._apply(self.model.on_step(self.step), self.step)
         if self._compiled is True:
             return self._first_compiled_step(acc)
-        images = 0
+        return self._iteration(acc)
+
+    def _iteration(self, acc: dict) -> int:
+        images, batch = 0, None
+        self.model.ctx = {}
         if self.cfg["lr_decay"]:
             f = lr_factor(self.step, self.cfg["steps"], self.cfg["lr_decay"])
             for k, o in self.opts.items():
                 for g, base in zip(o.param_groups, self._base_lr[k]):
                     g["lr"] = base * f
         for phase in self.phases:
+            if not phase.active(self.step):
+                continue
             self._set_trainable(phase)
             opts = [self.opts[o] for o in phase.optimizers]
             # Under torchrun, the phase's DistributedDataParallel wrapper: its backward averages
             # the gradients of the phase's parameters over the processes.
             step = self._ddp.get(phase.name, phase.step)
             for _ in range(phase.repeats):
-                if phase.data:
+                if phase.data and (phase.fresh or batch is None):
                     batch = next(self.loader)
                     images += len(batch["x"]) * self.world
-                else:
-                    batch = {"n": self.loader.local}
                 with self._autocast():
-                    out = step(batch)
+                    out = step(batch if phase.data else {"n": self.loader.local})
                 self.scaler.scale(out["loss"]).backward()
                 for o in opts:
                     self.scaler.step(o)
@@ -326,14 +388,14 @@ class Trainer:
         self._compiled = "checked"
         try:
             part = {}
-            images = self.train_step(part)
+            images = self._iteration(part)
         except Exception as e:  # noqa: BLE001 - a real model error recurs below, uncompiled
             self._uncompile(e)
             self._compiled = False
             self._load_state(state)
             for o in self.opts.values():
                 o.zero_grad(set_to_none=True)
-            return self.train_step(acc)
+            return self._iteration(acc)
         acc.update(part)
         return images
 
