@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .. import config as C
-from ..data import DataSpec, TensorLoader, images_to_float, load_data, spec_of
+from ..data import DataSpec, GroupLoader, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, RunDirError
 from ..nn import moving_average_
 from ..registry import get_model_class
@@ -182,11 +182,11 @@ class Trainer:
         own_ids = {ph.name: ids(ph.optimizers) for ph in self.phases}  # what each phase updates
         self._phase_ids = {ph.name: own_ids[ph.name] | ids(ph.keep_graph) for ph in self.phases}
 
-        tensors = {"x": raw.x.to(self.device)}
-        if raw.y is not None:
-            tensors["y"] = raw.y.to(self.device)
-        self.loader = TensorLoader(tensors, cfg["batch_size"], seed=cfg["seed"], rank=self.rank, world=self.world,
-                                   transform=self._to_float if raw.kind == "image" else None)
+        # One group {"x", "y"} for plain data (shuffled exactly as a single TensorLoader); a group per
+        # domain for translation data.
+        self.loader = GroupLoader(raw.batch_groups(self.device), cfg["batch_size"], seed=cfg["seed"], rank=self.rank,
+                                  world=self.world, transform=self._to_float if raw.kind == "image" else None,
+                                  device=self.device)
 
         amp = cfg["amp"]
         if amp == "fp16" and self.device.type != "cuda":
@@ -210,7 +210,9 @@ class Trainer:
     def _to_float(self, batch: dict) -> dict:
         batch = images_to_float(batch)
         if self.memory_format is torch.channels_last:
-            batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+            for k, v in batch.items():
+                if v.ndim == 4 and v.is_floating_point():
+                    batch[k] = v.contiguous(memory_format=torch.channels_last)
         return batch
 
     # -- torch.compile --------------------------------------------------------------------
