@@ -49,7 +49,11 @@ def cmd_datasets(args) -> int:
 
     rows = [(d.name, d.kind, d.description, availability(d.name, args.data_root)) for d in DATASETS.values()]
     rows.append(("folder:PATH", "image", "any folder of images; labels from sub-folders", "yours"))
+    rows.append(("aligned:PATH", "image", "pix2pix layout: PATH/train, test (val) with A|B side by side", "yours"))
+    rows.append(("unaligned:PATH", "image", "CycleGAN layout: PATH/trainA, trainB, testA, testB (unpaired)", "yours"))
     print(_table(rows, ("name", "kind", "what", "here")))
+    print("\nsplits: NAME:train, NAME:test, NAME:val (last tenth of train), NAME:train-val; parts: NAME[a:b], "
+          "e.g. mnist:test[:8000]")
     print(f"\ndata root: {data_root(args.data_root)} (set GANFORGE_DATA or --data-root to change it)")
     return 0
 

@@ -1,8 +1,15 @@
-"""Data sets: the embedded digits, the 2-D mixtures, MNIST, Fashion-MNIST, CIFAR-10 and folders.
+"""Data sets: the embedded digits, the 2-D mixtures, MNIST, Fashion-MNIST, CIFAR-10, folders and
+image-to-image translation sets (facades, ``aligned:PATH``, ``unaligned:PATH``, digit edge domains).
 
 ``load_data(name, ...)`` returns a :class:`RawData` (the whole set in memory) resized to the
 requested image size; ``spec_of(name, ...)`` gives the shape a model is built for without
 loading anything where that is known in advance.
+
+Data names: ``BASE[:SPLIT][[a:b]]``. ``SPLIT`` is ``train``, ``test``, ``val`` (the last tenth of
+train, or the set's own val folder) or ``train-val`` (train without that tenth), e.g.
+``mnist:test``, ``mnist:test[:8000]``, ``facades:test``, ``aligned:./maps:val``. Without a split a
+name means what it always meant (``mnist``: train, or test where only test is there; ``digits``:
+all 1,797) and, for the translation sets, train. ``[a:b]`` then takes a contiguous part.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError, closest
 from .base import RawData
-from .loader import TensorLoader, images_to_float
+from .loader import FileSource, GroupLoader, JointCrop, TensorLoader, images_to_float
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,25 @@ DATASETS = {
                                  "fashion-mnist/"),
     "cifar10": DatasetInfo("cifar10", "image", "CIFAR-10 natural images, python pickles", 3, 32, 10,
                            "cifar10/cifar-10-batches-py/"),
+    "facades": DatasetInfo("facades", "image", "CMP facades, paired photo A | label map B (pix2pix layout "
+                           "train/ test/); 400/106", 3, 256, None, "facades/"),
+    "facades-unpaired": DatasetInfo("facades-unpaired", "image", "CMP facades as two unpaired domains (CycleGAN "
+                                    "layout trainA trainB testA testB)", 3, 256, None, "facades/"),
+    "mnist-edges": DatasetInfo("mnist-edges", "image", "MNIST digit A paired with its edge map B", 1, 28, 10,
+                               "mnist/"),
+    "mnist-edges-unpaired": DatasetInfo("mnist-edges-unpaired", "image", "MNIST digits and edge maps from "
+                                        "disjoint halves of train; test paired", 1, 28, 10, "mnist/"),
+    "digits-edges": DatasetInfo("digits-edges", "image", "embedded digit A paired with its edge map B; test = "
+                                "last 20%", 1, 28, 10),
+    "digits-edges-unpaired": DatasetInfo("digits-edges-unpaired", "image", "embedded digits and edge maps from "
+                                         "disjoint halves; test paired", 1, 28, 10),
 }
+SPLITS = ("train", "test", "val", "train-val")
+# Sets whose files hold a test split of their own (digits gets a deterministic one: its last 20%).
+_HAS_TEST = {"mnist", "fashion-mnist", "cifar10", "facades", "facades-unpaired", "mnist-edges",
+             "mnist-edges-unpaired", "digits-edges", "digits-edges-unpaired"}
+_PATH_KINDS = ("folder:", "aligned:", "unaligned:")
+DIGITS_TEST = 5  # digits:test is the last 1/5 of the 1,797
 
 
 def data_root(root=None) -> Path:
@@ -91,31 +116,100 @@ def split_name(name: str) -> tuple[str, slice | None]:
     return m["base"], slice(num(m["start"]), num(m["stop"]))
 
 
+_SPLIT = re.compile(r"^(?P<base>.+):(?P<split>" + "|".join(SPLITS) + r")$")
+
+
+def parse_name(name: str) -> tuple[str, str | None, slice | None]:
+    """``"mnist:test[:8000]"`` -> ``("mnist", "test", slice(None, 8000))``; no split -> None."""
+    rest, part = split_name(name)
+    m = _SPLIT.match(rest)
+    return (m["base"], m["split"], part) if m else (rest, None, part)
+
+
+def _with(base: str, split: str | None, part: slice | None = None) -> str:
+    name = f"{base}:{split}" if split else base
+    return name if part is None else f"{name}[{'' if part.start is None else part.start}:" \
+                                     f"{'' if part.stop is None else part.stop}]"
+
+
+def has_test(name: str) -> bool:
+    """Whether the data named has a test split (for paths: whether its folders are there)."""
+    base = parse_name(name)[0]
+    if base.startswith("aligned:"):
+        return (Path(base[len("aligned:"):]).expanduser() / "test").is_dir()
+    if base.startswith("unaligned:"):
+        return (Path(base[len("unaligned:"):]).expanduser() / "testA").is_dir()
+    return base in _HAS_TEST or base == "digits"
+
+
+def eval_data_name(name: str) -> str:
+    """The data to measure a run trained on ``name`` against: its test split where it has one
+    (``mnist`` -> ``mnist:test``, ``facades[:100]`` -> ``facades:test``), val for ``train-val``,
+    else the training data itself (``digits``, which means all 1,797, ``folder:PATH``, ``ring8``)."""
+    base, split, _ = parse_name(name)
+    if split in ("test", "val"):
+        return name
+    if split == "train-val":
+        return _with(base, "val")
+    if base == "digits" and split is None:
+        return name
+    return _with(base, "test") if has_test(name) else name
+
+
 def _check_name(name: str) -> None:
-    name = split_name(name)[0]
-    if name.startswith("folder:"):
-        if len(name) == len("folder:"):
-            raise DataError("folder: needs a path, e.g. --data folder:./my_images")
-        return
+    name, split, _ = parse_name(name)
+    for kind in _PATH_KINDS:
+        if name.startswith(kind):
+            if len(name) == len(kind):
+                raise DataError(f"{kind} needs a path, e.g. --data {kind}./my_images")
+            if kind == "folder:" and split == "test":
+                raise DataError(f"{name} has no test split (use [a:b] to hold a part out, or :val)")
+            return
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}{closest(name, DATASETS)}; `ganforge datasets` lists them, "
-                        "or use folder:PATH")
+                        "or use folder:PATH, aligned:PATH or unaligned:PATH")
+    if split is not None and DATASETS[name].kind == "points":
+        raise DataError(f"{name} is sampled, it has no {split} split")
 
 
-def load_raw(name: str, root=None, download: bool = False, split: str = "auto", image_size=None) -> RawData:
-    """Load a data set at its native size (only the part ``name[a:b]`` names, if it names one)."""
+def load_raw(name: str, root=None, download: bool = False, split: str = "auto", image_size=None,
+             direction: str = "AtoB", stream=None) -> RawData:
+    """Load a data set at its native size (only the split and part the name names, if any).
+
+    ``split`` is used when the name has none. Translation sets (facades, aligned:, unaligned:, the
+    edge domains) are built at ``image_size`` (default: the set's own); ``direction="BtoA"``
+    exchanges their A and B; ``stream`` (None: only sets over ``translation.STREAM_OVER`` bytes)
+    keeps folder images on disk, read by worker processes.
+    """
     _check_name(name)
-    name, part = split_name(name)
+    base, nsplit, part = parse_name(name)
+    if direction not in ("AtoB", "BtoA"):
+        raise DataError(f"direction must be AtoB or BtoA, not {direction!r}")
+    if _is_translation(base):
+        return _load_translation(base, nsplit or "train", part, root, download, image_size, direction, stream)
     if part is not None:
-        raw = load_raw(name, root=root, download=download, split=split, image_size=image_size)
+        raw = load_raw(_with(base, nsplit), root=root, download=download, split=split, image_size=image_size)
         n = len(raw)
-        raw.x = raw.x[part]
-        raw.y = raw.y[part] if raw.y is not None else None
+        raw.take(part)
         if not len(raw.x):
             raise DataError(f"[{part.start or ''}:{part.stop or ''}] selects nothing of {name}'s {n:,} items")
         raw.note = f"{raw.note}; items [{part.start or ''}:{part.stop or ''}] of {n:,} ({len(raw.x):,} used)"
         return raw
+    if nsplit in ("val", "train-val"):
+        raw = load_raw(_with(base, "train"), root=root, download=download, image_size=image_size)
+        cut = _translation().val_cut(len(raw))
+        raw.take(slice(cut, None) if nsplit == "val" else slice(None, cut))
+        raw.note = f"{raw.note}; {nsplit}: {'the last' if nsplit == 'val' else 'all but the last'} tenth of train " \
+                   f"({len(raw.x):,} items)"
+        return raw
+    name, split = base, nsplit or split
     if name == "digits":
+        if split in ("train", "test"):
+            raw = load_raw("digits")
+            cut = len(raw) - round(len(raw) / DIGITS_TEST)
+            raw.take(slice(None, cut) if split == "train" else slice(cut, None))
+            raw.note = f"{raw.note}; {split} split: {'first' if split == 'train' else 'last'} {len(raw.x):,}"
+            return raw
         from .digits import load_digits
         return load_digits()
     if name in ("ring8", "grid25"):
@@ -131,6 +225,40 @@ def load_raw(name: str, root=None, download: bool = False, split: str = "auto", 
     return load_folder(Path(name[len("folder:"):]).expanduser(), image_size=image_size)
 
 
+def _translation():
+    from . import translation
+    return translation
+
+
+def _is_translation(base: str) -> bool:
+    return base.startswith(("aligned:", "unaligned:")) or base in DATASETS and (
+        base.startswith("facades") or "-edges" in base)
+
+
+def _load_translation(base, split, part, root, download, image_size, direction, stream) -> RawData:
+    t, swap = _translation(), direction == "BtoA"
+    size = int(image_size or (DATASETS[base].image_size if base in DATASETS else 256))
+    if base.endswith("-edges") or base.endswith("-edges-unpaired"):
+        source = base.split("-edges")[0]
+        src = load_raw(_with(source, split, part), root=root, download=download)
+        src.x = resize_images(src.x, size)
+        raw = t.edge_domains(src, base.endswith("-unpaired") and split != "test", base)
+        if swap:
+            raise DataError(f"{base} has no BtoA direction (edges cannot be undone); translate A to B")
+        return raw
+    if base in ("facades", "facades-unpaired"):
+        path = data_root(root) / "facades"
+        if not path.is_dir():
+            raise DataError(f"facades not found in {path}: set GANFORGE_DATA to the folder that holds facades/")
+        loader = t.load_unaligned if base == "facades-unpaired" else t.load_aligned
+    else:
+        kind, path = base.split(":", 1)
+        loader = t.load_unaligned if kind == "unaligned" else t.load_aligned
+    raw = loader(path, split, size, swap=swap, part=part, stream=stream)
+    raw.name = base
+    return raw
+
+
 def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize uint8 (N, C, H, W) images to size x size, antialiased, in chunks to bound memory."""
     if x.shape[-1] == size and x.shape[-2] == size:
@@ -142,12 +270,14 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def load_data(name: str, image_size=None, root=None, download: bool = False, split: str = "auto") -> RawData:
+def load_data(name: str, image_size=None, root=None, download: bool = False, split: str = "auto",
+              direction: str = "AtoB", stream=None) -> RawData:
     """Load a data set and bring its images to ``image_size`` (default: the set's own size)."""
-    raw = load_raw(name, root=root, download=download, split=split, image_size=image_size)
-    base = split_name(name)[0]
+    raw = load_raw(name, root=root, download=download, split=split, image_size=image_size, direction=direction,
+                   stream=stream)
+    base = parse_name(name)[0]
     size = image_size or (DATASETS[base].image_size if base in DATASETS else None)
-    if raw.kind == "image" and size:
+    if raw.kind == "image" and size and raw.groups is None:  # grouped sets are built at their size
         raw.x = resize_images(raw.x, int(size))
     return raw
 
@@ -159,8 +289,8 @@ def spec_of(name: str, image_size=None, raw: RawData | None = None) -> DataSpec:
         if raw.kind == "points":
             return DataSpec("points", dim=raw.x.shape[1])
         return DataSpec("image", raw.x.shape[1], raw.x.shape[-1], n_classes=raw.n_classes)
-    if split_name(name)[0] in DATASETS:
-        return DATASETS[split_name(name)[0]].spec(image_size)
+    if parse_name(name)[0] in DATASETS:
+        return DATASETS[parse_name(name)[0]].spec(image_size)
     return spec_of(name, raw=load_data(name, image_size))
 
 
@@ -170,11 +300,15 @@ def availability(name: str, root=None) -> str:
     if not info.files:
         return "embedded"
     base = data_root(root)
+    if name.startswith("facades"):
+        need = "trainA" if name == "facades-unpaired" else "train"
+        folder = base / "facades"
+        return f"available ({folder})" if (folder / need).is_dir() else f"not found under {base} (no download)"
     if name == "cifar10":
         found = [p for p in (base / "cifar10" / "cifar-10-batches-py", base / "cifar-10-batches-py")
                  if (p / "test_batch").exists() or (p / "data_batch_1").exists()]
         return f"available ({found[0]})" if found else f"not found under {base} (use --download)"
-    folder = base / name
+    folder = base / info.files.rstrip("/")
     files = sorted(p.name for p in folder.glob("*-ubyte*")) if folder.is_dir() else []
     if any(f.startswith("train-images") for f in files):
         return f"available ({folder})"
@@ -183,5 +317,6 @@ def availability(name: str, root=None) -> str:
     return f"not found under {base} (use --download)"
 
 
-__all__ = ["DATASETS", "DataSpec", "RawData", "TensorLoader", "availability", "data_root", "images_to_float",
-           "load_data", "load_raw", "spec_of", "resize_images", "split_name"]
+__all__ = ["DATASETS", "SPLITS", "DataSpec", "FileSource", "GroupLoader", "JointCrop", "RawData", "TensorLoader",
+           "availability", "data_root", "eval_data_name", "has_test", "images_to_float", "load_data", "load_raw",
+           "parse_name", "spec_of", "resize_images", "split_name"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .. import config as C
-from ..data import DataSpec, TensorLoader, images_to_float, load_data, spec_of
+from ..data import DataSpec, GroupLoader, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, RunDirError
 from ..files import atomic_save, atomic_write_bytes
 from ..nn import moving_average_
@@ -184,11 +184,11 @@ class Trainer:
         self._ddp, self._compiled = {}, False
         self._grown = []  # the steps at which the model changed (GANModel.on_step), for resume
 
-        tensors = {"x": raw.x.to(self.device)}
-        if raw.y is not None:
-            tensors["y"] = raw.y.to(self.device)
-        self.loader = TensorLoader(tensors, cfg["batch_size"], seed=cfg["seed"], rank=self.rank, world=self.world,
-                                   transform=self._to_float if raw.kind == "image" else None)
+        # One group {"x", "y"} for plain data (shuffled exactly as a single TensorLoader); a group per
+        # domain for translation data.
+        self.loader = GroupLoader(raw.batch_groups(self.device), cfg["batch_size"], seed=cfg["seed"], rank=self.rank,
+                                  world=self.world, transform=self._to_float if raw.kind == "image" else None,
+                                  device=self.device)
 
         amp = cfg["amp"]
         if amp == "fp16" and self.device.type != "cuda":
@@ -266,7 +266,9 @@ class Trainer:
     def _to_float(self, batch: dict) -> dict:
         batch = images_to_float(batch)
         if self.memory_format is torch.channels_last:
-            batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+            for k, v in batch.items():
+                if v.ndim == 4 and v.is_floating_point():
+                    batch[k] = v.contiguous(memory_format=torch.channels_last)
         return batch
 
     # -- torch.compile --------------------------------------------------------------------
