@@ -104,7 +104,7 @@ def test_phases_share_one_batch_and_a_context_emptied_every_iteration(tmp_path):
     assert all(g[2] for g in ges), "the G step did not find the D step's G(z) in the context"
     assert all(d[1] is g[1] for d, g in zip(ds, ges)), "phases of one iteration saw different batches"
     assert not torch.equal(ds[0][1]["x"], ds[1][1]["x"])  # but each iteration a new one
-    assert t.loader.pos == 3 * 16  # one batch per iteration
+    assert t.loader.state_dict()["pos"] == 3 * 16  # one batch per iteration
     assert [s[1] for s in m.seen if s[0] == "N"] == [{"n": 16}] * 3  # no data: only the batch size
 
 
@@ -113,7 +113,7 @@ def test_a_fresh_phase_draws_a_batch_per_repeat_which_later_phases_share(tmp_pat
     assert t.train_step({}) == 32
     d1, d2, ge = [s[1] for s in t.model.seen if s[0] in ("D", "GE")]
     assert d1 is not d2 and ge is d2
-    assert t.loader.pos == 32
+    assert t.loader.state_dict()["pos"] == 32
 
 
 def test_phases_run_every_k_steps_within_their_range(tmp_path):

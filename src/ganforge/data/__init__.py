@@ -18,11 +18,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 
 from ..errors import DataError, closest
-from .base import RawData
+from .base import RawData, resize_images
 from .loader import FileSource, GroupLoader, JointCrop, TensorLoader, images_to_float
 
 
@@ -257,17 +255,6 @@ def _load_translation(base, split, part, root, download, image_size, direction, 
     raw = loader(path, split, size, swap=swap, part=part, stream=stream)
     raw.name = base
     return raw
-
-
-def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize uint8 (N, C, H, W) images to size x size, antialiased, in chunks to bound memory."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    out = []
-    for chunk in x.split(4096):
-        y = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out.append(y.round_().clamp_(0, 255).to(torch.uint8))
-    return torch.cat(out)
 
 
 def load_data(name: str, image_size=None, root=None, download: bool = False, split: str = "auto",

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -84,3 +85,14 @@ def target_of(groups: dict, preview=None) -> tuple:
         if isinstance(g, dict) and "B" in g:
             return g["B"], g.get("yB", g.get("y"))
     return preview, None
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize uint8 (N, C, H, W) images to size x size, antialiased, in chunks to bound memory."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    out = []
+    for chunk in x.split(4096):
+        y = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(y.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)

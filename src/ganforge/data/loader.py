@@ -48,6 +48,12 @@ class TensorLoader:
         batch = {k: v[idx] for k, v in self.tensors.items()}
         return self.transform(batch) if self.transform else batch
 
+    def set_batch_size(self, batch_size: int) -> None:
+        """A new batch size from the next batch on (a model that grows during training asks for it)."""
+        if batch_size > self.n or batch_size % self.world:
+            raise ValueError(f"batch size {batch_size} does not fit {self.n} items over {self.world} processes")
+        self.batch_size, self.local = batch_size, batch_size // self.world
+
     def state_dict(self) -> dict:
         return {"g": self.g.get_state(), "perm": None if self.perm is None else self.perm.cpu(),
                 "pos": self.pos, "epoch": self.epoch}
@@ -110,6 +116,10 @@ class _Stream:
         self.order = TensorLoader({"i": torch.arange(len(source))}, batch_size, seed, rank, world)
         self._it = None
 
+    def set_batch_size(self, batch_size: int) -> None:
+        self.order.set_batch_size(batch_size)
+        self._it = None  # the workers prefetch batches of the old size: restart them from here
+
     def __next__(self) -> dict:
         if self._it is None:
             ahead = TensorLoader({"i": torch.arange(len(self.source))}, self.order.batch_size, 0,
@@ -160,7 +170,7 @@ class JointCrop:
         for k in keys:
             v = part[k]
             if v.shape[-1] != self.load_size or v.shape[-2] != self.load_size:
-                from . import resize_images
+                from .base import resize_images
                 v = resize_images(v, self.load_size)
             b = torch.arange(local, device=v.device)[:, None, None]
             # advanced indices around a slice put the indexed dims first: (n, c, c, C)
@@ -218,6 +228,11 @@ class GroupLoader:
                 part = self.augment(part, self.rank, self.world)
             batch.update({k: v.to(self.device) for k, v in part.items()})
         return self.transform(batch) if self.transform else batch
+
+    def set_batch_size(self, batch_size: int) -> None:
+        for loader in self.loaders.values():
+            loader.set_batch_size(batch_size)
+        self.batch_size, self.local = batch_size, batch_size // self.world
 
     def state_dict(self) -> dict:
         (name, first), *rest = self.loaders.items()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from ganforge.data.toy import TOY_MIXTURES, mixture, sample_mixture  # noqa: F401 - part of this API
 from ganforge.errors import GanforgeError

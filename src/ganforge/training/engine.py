@@ -261,7 +261,7 @@ class Trainer:
             if bs > len(self.raw) or bs % self.world:
                 raise ConfigError(f"{self.cfg['model']} grew to batch size {bs}, which the data set "
                                   f"({len(self.raw)} items) or {self.world} processes cannot hold")
-            self.loader.batch_size, self.loader.local = bs, bs // self.world
+            self.loader.set_batch_size(bs)
 
     def _to_float(self, batch: dict) -> dict:
         batch = images_to_float(batch)
