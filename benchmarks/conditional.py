@@ -3,8 +3,12 @@
     python benchmarks/conditional.py                      # train all four, then measure
     python benchmarks/conditional.py --models sgan --measure-only --runs runs/conditional
 
-Data: the first 8,000 MNIST images (``mnist[:8000]``) to train, the last 2,000 (``mnist[8000:]``)
-held out for SGAN's accuracy. Everything is measured with the built-in digit classifier
+Data: the first 8,000 MNIST images (``mnist[:8000]``) to train, the rest (``mnist[8000:]``) held out
+for SGAN's accuracy. The published figures were measured when only MNIST's 10,000 test images were
+on the machine, so ``mnist`` meant those; with the full set, ``mnist`` is the 60,000 training images.
+To repeat the published protocol, point $GANFORGE_DATA at a folder whose ``mnist/`` holds only the
+two ``t10k-*`` files (``--train-data 'mnist:test[:8000]' --test-data 'mnist:test[8000:]'`` names the
+same images). Everything is measured with the built-in digit classifier
 (``ganforge.metrics.classifier``):
 
 - cgan, acgan: conditional accuracy (samples asked for class y that the classifier calls y), over
