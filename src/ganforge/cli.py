@@ -108,6 +108,15 @@ def cmd_sample(args) -> int:
     from .training import load_run
 
     model = load_run(args.run, device=args.device)
+    if args.input is not None or args.direction is not None:
+        if not hasattr(model, "translate"):
+            raise ConfigError(f"{model.name} draws images from noise; --input and --direction are for translation "
+                              "models")
+        if args.input is None:
+            raise ConfigError("--direction needs --input, the images to translate")
+        return _translate_files(model, args)
+    if hasattr(model, "translate"):
+        model.sample(args.n)  # a translator says how to sample it: with --input
     out = Path(args.out) if args.out else Path(args.run) / f"sample_seed{args.seed}.png"
     if out.suffix not in (".png", ".npz"):
         raise ConfigError(f"--out must end in .png or .npz, got {out.name!r}")
@@ -139,6 +148,47 @@ def cmd_sample(args) -> int:
     else:
         save_grid(x, out, nrow=nrow)
     print(f"wrote {args.n} samples of {model.generator_name(not args.no_ema)} to {out}")
+    return 0
+
+
+def _read_inputs(path: Path, channels: int, size: int):
+    """The images at ``path`` (a file or a folder of them), as uint8 (N, C, size, size), and their names."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .data.folder import _read
+    from .data.translation import list_images
+
+    if not path.exists():
+        raise ConfigError(f"--input {path} does not exist")
+    files = list_images(path) if path.is_dir() else [path]
+    images = []
+    for f in files:
+        im = _read(f, "L" if channels == 1 else "RGB")  # one-line DataError for a corrupt file
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BICUBIC)
+        a = np.asarray(im)
+        images.append(torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy()))
+    return torch.stack(images), files
+
+
+def _translate_files(model, args) -> int:
+    import torch
+    from PIL import Image
+
+    direction = args.direction or "AtoB"
+    x, files = _read_inputs(Path(args.input), model.input_channels(direction), model.spec.image_size)
+    out = Path(args.out) if args.out else Path(args.run) / f"translated_{direction}"
+    if out.suffix:
+        raise ConfigError(f"--out is a folder for the translated images, got {out.name!r}")
+    y = model.translate(x, direction, use_ema=not args.no_ema)
+    out.mkdir(parents=True, exist_ok=True)
+    arr = y.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for a, f in zip(arr, files):
+        Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(out / f"{f.stem}.png")
+    print(f"translated {len(files)} image{'s' * (len(files) != 1)} {direction} with "
+          f"{model.translator_name(direction, not args.no_ema)} to {out}/")
     return 0
 
 
@@ -212,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label", type=int, help="class to draw (conditional models)")
     s.add_argument("--vary", metavar="CODE", help="latent code to traverse, e.g. c1 (infogan): a grid with one "
                    "row per fixed noise vector and the code's values across")
+    s.add_argument("--input", metavar="IMAGE_OR_FOLDER",
+                   help="translation models: images to translate (written as PNGs into --out DIR)")
+    s.add_argument("--direction", choices=["AtoB", "BtoA"], help="translation models: which way (default AtoB)")
     s.add_argument("--no-ema", action="store_true", help="use G rather than its EMA copy")
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.set_defaults(fn=cmd_sample)

@@ -62,6 +62,13 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     cfg = run_config(run_dir)
     data = cfg["data"]
     model = _untrained(run_dir, dev) if baseline == "untrained" else load_run(run_dir, device=dev)
+    if hasattr(model, "translate"):
+        if baseline == "real":
+            raise ConfigError("a translation run is measured against its targets; --baseline real does not apply")
+        record = _evaluate_translation(model, cfg, metrics, n, ema, seed, dev, data_root, progress)
+        if write:
+            append_jsonl(run_dir / "eval.jsonl", record)
+        return record
     kind = model.spec.kind
     real = None
     if kind == "image":
@@ -93,6 +100,32 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     if write:
         append_jsonl(run_dir / "eval.jsonl", record)
     return record
+
+
+def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, device, data_root, progress) -> dict:
+    """A translator on the held-out split: its outputs G(A) against the targets B (l1, psnr, ssim)
+    and, on the digit domains, the digit classifier's labels of G(A) against A's labels."""
+    from .data import eval_data_name, load_data, parse_name
+
+    name = eval_data_name(cfg["data"])
+    test = load_data(name, cfg.get("image_size"), root=data_root or cfg.get("data_root"),
+                     **type(model).data_options(cfg))
+    group = next((g for g in (test.groups or {}).values() if isinstance(g, dict) and "A" in g and "B" in g), None)
+    if group is None:
+        raise GanforgeError(f"{name} holds no pairs (A, B) to measure {model.name}'s translations against")
+    k = min(n or len(group["A"]), len(group["A"]))
+    a, b, y = group["A"][:k], group["B"][:k], group.get("y")
+    y = y[:k] if y is not None else None
+    base = parse_name(name)[0]
+    # The digit classifier of the set the digit domain was made from (digits-edges: digits).
+    source = base.split("-edges")[0] if "-edges" in base else base
+    ev = Evaluator(source, "image", None, metrics or ["l1", "psnr", "ssim"] + (["labels"] if y is not None else []),
+                   "digits" if y is not None else None, n=max(k, 2), seed=seed, device=device, progress=progress)
+    outputs = model.translate(a, "AtoB", use_ema=ema)
+    result = ev.evaluate_pairs(outputs, b, y)
+    return {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "step": int(getattr(model, "step", 0)), **ev.settings(), "data": name, "n": k,
+            "net": model.translator_name("AtoB", ema), "baseline": None, **result}
 
 
 def append_jsonl(path: Path, row: dict) -> None:

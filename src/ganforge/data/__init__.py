@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -33,10 +33,22 @@ class DataSpec:
     image_size: int = 0
     dim: int = 0  # for points
     n_classes: int | None = None
+    # Translation data only (None otherwise): the input domain A's channels (``channels`` is the
+    # target domain B's, as ``raw.x`` is B) and whether A and B come in pairs or shuffle apart.
+    in_channels: int | None = None
+    paired: bool | None = None
 
     @property
     def shape(self) -> tuple:
         return (self.channels, self.image_size, self.image_size) if self.kind == "image" else (self.dim,)
+
+    @property
+    def data_kind(self) -> str:
+        """What ``GANModel.data_kinds`` is checked against: "paired" or "unpaired" for translation
+        data, else the kind ("image", "points"); plain image models never meet grouped batches."""
+        if self.paired is None:
+            return self.kind
+        return "paired" if self.paired else "unpaired"
 
 
 @dataclass(frozen=True)
@@ -275,10 +287,30 @@ def spec_of(name: str, image_size=None, raw: RawData | None = None) -> DataSpec:
     if raw is not None:
         if raw.kind == "points":
             return DataSpec("points", dim=raw.x.shape[1])
+        if raw.groups is not None:
+            return DataSpec("image", raw.x.shape[1], raw.x.shape[-1], n_classes=raw.n_classes,
+                            in_channels=_in_channels(raw), paired=any("A" in _fields(g) and "B" in _fields(g)
+                                                                      for g in raw.groups.values()))
         return DataSpec("image", raw.x.shape[1], raw.x.shape[-1], n_classes=raw.n_classes)
-    if parse_name(name)[0] in DATASETS:
-        return DATASETS[parse_name(name)[0]].spec(image_size)
+    base, split, _ = parse_name(name)
+    if base in DATASETS:
+        spec = DATASETS[base].spec(image_size)
+        if _is_translation(base):  # the named sets have the same channels in A and B
+            paired = not base.endswith("-unpaired") or (split == "test" and "-edges" in base)
+            spec = replace(spec, in_channels=spec.channels, paired=paired)
+        return spec
     return spec_of(name, raw=load_data(name, image_size))
+
+
+def _fields(group) -> tuple:
+    return tuple(group.fields if isinstance(group, FileSource) else group)
+
+
+def _in_channels(raw: RawData) -> int:
+    for g in raw.groups.values():
+        if "A" in _fields(g):
+            return g["A"].shape[1] if isinstance(g, dict) else 3  # files decode to RGB
+    return raw.x.shape[1]
 
 
 def availability(name: str, root=None) -> str:

@@ -73,7 +73,10 @@ class Change:
 def batch_len(batch: dict) -> int:
     """The number of samples a step makes for ``batch``: a real batch's length, or the ``n`` the
     engine hands a phase that reads no data (``Phase.data``)."""
-    return batch["n"] if "n" in batch else len(batch["x"])
+    if "n" in batch:
+        return batch["n"]
+    # translation batches hold A and B (of equal length) instead of x
+    return len(batch["x"] if "x" in batch else next(iter(batch.values())))
 
 
 class GANModel(nn.Module):
@@ -133,6 +136,16 @@ class GANModel(nn.Module):
     def g_reads_data(self) -> bool:
         """Whether the G step looks at real images (feature matching does); else only at the batch size."""
         return bool(self.cfg.get("feature_matching"))
+
+    @classmethod
+    def data_options(cls, cfg: dict) -> dict:
+        """Options the engine loads the training data with, following from the settings (a
+        translator's ``direction``)."""
+        return {}
+
+    def loader_augment(self):
+        """The loader's ``augment`` (e.g. ``data.JointCrop``, pix2pix's jitter), or None."""
+        return None
 
     def prepare(self, raw) -> None:
         """Called by the engine with the training data (``RawData``) once the model is built and

@@ -209,7 +209,9 @@ class ImagePool(nn.Module):
             if self.count:
                 raise ValueError(f"image pool holds {tuple(self.images.shape[1:])} images, "
                                  f"got {tuple(images.shape[1:])}")
-            self.images = images.new_empty(self.size, *images.shape[1:])
+            # zeros, not new_empty: the slots not yet filled are saved in checkpoints too, which
+            # must be identical between a resumed and an uninterrupted run
+            self.images = images.new_zeros(self.size, *images.shape[1:])
         out = images.clone()
         for i, img in enumerate(images):
             if self.count < self.size:

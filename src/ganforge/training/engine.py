@@ -23,6 +23,7 @@ from .. import config as C
 from ..data import DataSpec, GroupLoader, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, RunDirError
 from ..files import atomic_save, atomic_write_bytes
+from ..models.base import batch_len
 from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed
@@ -88,9 +89,9 @@ def create(name: str, data: str = "digits", **config):
 
 
 def _check_fit(cls, spec: DataSpec, raw) -> None:
-    if spec.kind not in cls.data_kinds:
+    if spec.data_kind not in cls.data_kinds:
         kinds = " or ".join(cls.data_kinds)
-        raise ConfigError(f"{cls.name} trains on {kinds} data, not on {spec.kind} data")
+        raise ConfigError(f"{cls.name} trains on {kinds} data, not on {spec.data_kind} data")
     if cls.needs_labels and (raw is not None and raw.y is None or spec.n_classes is None):
         raise DataError(f"{cls.name} needs class labels; this data set has none")
 
@@ -158,11 +159,11 @@ class Trainer:
             self.device = torch.device("cuda", torch.cuda.current_device())  # the local rank's, see setup()
         torch.manual_seed(cfg["seed"])
 
+        cls = get_model_class(cfg["model"])
         raw = raw if raw is not None else load_data(cfg["data"], cfg["image_size"], root=cfg["data_root"],
-                                                     download=cfg["download"])
+                                                     download=cfg["download"], **cls.data_options(cfg))
         self.raw = raw
         self.spec = spec_of(cfg["data"], cfg["image_size"], raw=raw)
-        cls = get_model_class(cfg["model"])
         _check_fit(cls, self.spec, raw)
         if cfg["batch_size"] > len(raw):
             raise ConfigError(f"batch size {cfg['batch_size']} is larger than the data set ({len(raw)} items)")
@@ -188,7 +189,7 @@ class Trainer:
         # domain for translation data.
         self.loader = GroupLoader(raw.batch_groups(self.device), cfg["batch_size"], seed=cfg["seed"], rank=self.rank,
                                   world=self.world, transform=self._to_float if raw.kind == "image" else None,
-                                  device=self.device)
+                                  augment=self.model.loader_augment(), device=self.device)
 
         amp = cfg["amp"]
         if amp == "fp16" and self.device.type != "cuda":
@@ -364,7 +365,7 @@ class Trainer:
             for _ in range(phase.repeats):
                 if phase.data and (phase.fresh or batch is None):
                     batch = next(self.loader)
-                    images += len(batch["x"]) * self.world
+                    images += batch_len(batch) * self.world
                 with self._autocast():
                     out = step(batch if phase.data else {"n": self.loader.local})
                 self.scaler.scale(out["loss"]).backward()
@@ -420,8 +421,12 @@ class Trainer:
             fake = self.model.sample(2500, seed=self.cfg["seed"] + 1_000_003)
             save_scatter(fake, self.raw.x[:2500], path, title=f"{self.cfg['model']} step {self.step}")
             return path
-        images = self.model.generate_eval(self.model.fixed_inputs(self.cfg["n_samples"], g))
-        save_grid(images, path, nrow=getattr(self.model, "grid_nrow", None))
+        if hasattr(self.model, "sample_grid"):  # e.g. translators: input | output | target on fixed images
+            images, nrow = self.model.sample_grid(self.cfg["n_samples"])
+        else:
+            images = self.model.generate_eval(self.model.fixed_inputs(self.cfg["n_samples"], g))
+            nrow = getattr(self.model, "grid_nrow", None)
+        save_grid(images, path, nrow=nrow)
         return path
 
     def _evaluator(self):

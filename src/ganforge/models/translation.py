@@ -1,0 +1,124 @@
+"""What the image-to-image translators (pix2pix, CycleGAN, ...) share, apart from their objectives.
+
+A translator maps images of domain A to domain B (and, for the two-way models, back): it samples by
+translating given images, not by drawing noise. The data it trains on are grouped batches with
+fields ``A`` and ``B`` (``docs/data.md``); ``direction`` (AtoB, BtoA, or auto: BtoA on facades,
+as pix2pix translates label maps to photos there) is applied when the data is loaded, so a model
+always learns A -> B of the batches it sees. ``jitter`` is both papers' augmentation (resize to
+286/256 of the size, random crop back, random flip; the same for A and B of a pair).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data import JointCrop, parse_name
+from ..errors import ConfigError
+from ..nn import evaluating
+
+DIRECTIONS = ("auto", "AtoB", "BtoA")
+JITTER = 286 / 256  # the papers' load size over their crop size
+N_SHOW = 8  # fixed training images kept for the sample grids
+
+
+class Translator:
+    """Mixin for a GANModel that translates images (put it before GANModel in the bases)."""
+
+    data_kinds = ("paired",)
+    data_desc = "paired images (A, B)"
+    # The network translating each way (its EMA copy is used when the run has one).
+    directions: dict = {"AtoB": "G"}
+    _show: dict | None = None  # fixed training images for the grids, set by prepare()
+
+    @classmethod
+    def data_options(cls, cfg: dict) -> dict:
+        d = cfg.get("direction", "AtoB")
+        if d not in DIRECTIONS:
+            raise ConfigError(f"direction must be one of {', '.join(DIRECTIONS)}, got {d!r}")
+        if d == "auto":
+            d = "BtoA" if parse_name(cfg["data"])[0] == "facades" else "AtoB"
+        return {"direction": d}
+
+    def check_settings(self) -> None:
+        """Refuse what a translator cannot do, at build time rather than mid-run."""
+        if self.cfg.get("eval_every"):
+            # The engine's evaluator draws samples from noise; translators are measured on test pairs.
+            raise ConfigError(f"{self.name} is measured on its test pairs by `ganforge eval RUN` (l1, psnr, ssim); "
+                              "eval_every does not apply to it")
+
+    def in_out(self) -> tuple[int, int]:
+        """Channels of A and of B (which may differ)."""
+        s = self.spec
+        return (s.in_channels or s.channels), s.channels
+
+    def loader_augment(self):
+        if not self.cfg.get("jitter"):
+            return None
+        size = self.spec.image_size
+        # A seed of its own: the crops must not move when another setting draws from the run's seed.
+        return JointCrop(round(size * JITTER), size, flip=True, seed=self.cfg["seed"] + 7919)
+
+    def prepare(self, raw) -> None:
+        # The first items of each group, in item order: the same images at every grid and after a resume.
+        show = {}
+        for g in (raw.groups or {}).values():
+            if isinstance(g, dict):
+                show.update({k: g[k][:N_SHOW].cpu() for k in ("A", "B") if k in g})
+        if "A" in show and "B" in show:
+            show["paired"] = any("A" in g and "B" in g for g in raw.groups.values() if isinstance(g, dict))
+            self._show = show
+
+    # -- translating ----------------------------------------------------------------------
+    def translator_name(self, direction: str = "AtoB", use_ema: bool = True) -> str:
+        """The network that translates ``direction``: its EMA copy when the run has one and ``use_ema``."""
+        name = self.directions.get(direction)
+        if name is None:
+            raise ConfigError(f"{self.name} translates {' and '.join(self.directions)} only, not {direction!r}")
+        return f"{name}_ema" if use_ema and hasattr(self, f"{name}_ema") else name
+
+    def translator(self, direction: str = "AtoB", use_ema: bool = True):
+        return getattr(self, self.translator_name(direction, use_ema))
+
+    def input_channels(self, direction: str = "AtoB") -> int:
+        a, b = self.in_out()
+        return a if direction == "AtoB" else b
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: str = "AtoB", use_ema: bool = True,
+                  batch_size: int = 64) -> torch.Tensor:
+        """Images ``x`` (uint8, or floats in [-1, 1]) translated in eval mode, on the CPU, in [-1, 1]."""
+        net = self.translator(direction, use_ema)
+        want = self.input_channels(direction)
+        if x.ndim != 4 or x.shape[1] != want:
+            raise ConfigError(f"{self.name} translates {direction} from {want}-channel images (N, {want}, H, W), "
+                              f"got shape {tuple(x.shape)}")
+        if x.dtype == torch.uint8:
+            x = x.float() / 127.5 - 1.0
+        out = []
+        with evaluating(net):
+            for i in range(0, len(x), batch_size):
+                out.append(net(x[i:i + batch_size].to(self.device, torch.float32)).float().cpu())
+        return torch.cat(out) if out else x.new_empty(0, self.spec.channels, *x.shape[-2:]).float()
+
+    def sample(self, n: int = 64, seed: int | None = 0, batch_size: int = 500, use_ema: bool = True, **cond):
+        raise ConfigError(f"{self.name} translates images rather than drawing them from noise: use "
+                          f"`ganforge sample RUN --input IMAGE_OR_FOLDER --out DIR`, or model.translate(images)")
+
+    # -- grids ----------------------------------------------------------------------------
+    def grid_rows(self, a: torch.Tensor, b: torch.Tensor, paired: bool) -> list[list[torch.Tensor]]:
+        """Columns of the grid for fixed inputs ``a``, ``b`` (floats in [-1, 1]): input | output | target."""
+        return [[a, self.translate(a), b]] if paired else [[a, self.translate(a)]]
+
+    def sample_grid(self, n: int) -> tuple[torch.Tensor, int]:
+        """A grid of fixed training images, one example per row; returns (images, images per row)."""
+        if self._show is None:
+            raise ConfigError(f"{self.name} has no fixed images for its grid (prepare() was not given the data)")
+        k = max(1, min(len(self._show["A"]), n // 3))
+        a, b = (self._show[f][:k].float() / 127.5 - 1.0 for f in ("A", "B"))
+        rows = self.grid_rows(a, b, self._show["paired"])
+        width = max(len(cols) for cols in rows)
+        c = max(t.shape[1] for cols in rows for t in cols)
+        # grey domains beside colour ones: repeat the channel so one grid holds both
+        fit = (lambda t: t.expand(-1, c, -1, -1) if t.shape[1] == 1 else t)  # noqa: E731
+        blocks = [torch.stack([fit(t) for t in cols] + [torch.ones_like(fit(cols[0]))] * (width - len(cols)), 1)
+                  for cols in rows]
+        return torch.cat([blk.flatten(0, 1) for blk in blocks]), width
