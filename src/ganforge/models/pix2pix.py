@@ -51,10 +51,7 @@ class Pix2Pix(Translator, GANModel):
         if not c["lambda_l1"] and not c["gan_weight"]:
             raise ConfigError("lambda_l1 = gan_weight = 0 leaves pix2pix's G nothing to learn")
         in_ch, out_ch = self.in_out()
-        try:
-            self.G = UNetGenerator(in_ch, out_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
-        except ConfigError as e:
-            raise ConfigError(f"{e} (e.g. --set image_size=32)") from None
+        self.G = UNetGenerator(in_ch, out_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
         # D sees the condition too: A's channels beside B's (real) or G(A)'s (fake).
         self.D = PatchDiscriminator(in_ch + out_ch, c["d_width"], c["d_layers"], c["norm"])
         if s.image_size < self.D.min_size:

@@ -7,6 +7,7 @@ SRGAN) to share. Both papers' Ck is a 4x4 (or 3x3) convolution, norm, activation
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, closest
@@ -48,15 +49,17 @@ class UNetGenerator(nn.Module):
     4x4 stride-2 transposed convs, norm, dropout in the first three (the only noise pix2pix's G
     gets), ReLU; then a transposed conv to ``out_ch`` and tanh. log2(image_size) downsamplings take
     the image to 1x1 (8 at 256), or ``max_down``. ``skips=False`` makes it the paper's plain
-    encoder-decoder baseline.
+    encoder-decoder baseline. Another size (28x28 digits) is padded to the next power of two by
+    repeating the border and the output cropped back: halving must stay exact down the encoder.
     """
 
     def __init__(self, in_ch: int, out_ch: int, image_size: int, ngf: int = 64, norm: str = "batch",
                  dropout: float = 0.5, max_down: int | None = None, skips: bool = True):
         super().__init__()
-        if image_size < 8 or image_size & (image_size - 1):
-            raise ConfigError(f"the U-Net needs a power-of-two image size >= 8 (32, 64, 256, ...), got {image_size}")
-        n = image_size.bit_length() - 1
+        if image_size < 8:
+            raise ConfigError(f"the U-Net needs an image size >= 8, got {image_size}")
+        self.image_size, self.side = image_size, 1 << (image_size - 1).bit_length()
+        n = self.side.bit_length() - 1
         if max_down is not None:
             if max_down < 2:
                 raise ConfigError(f"the U-Net needs max_down >= 2, got {max_down}")
@@ -79,6 +82,10 @@ class UNetGenerator(nn.Module):
         init_weights(self)
 
     def forward(self, x):
+        size = x.shape[-1]
+        if size != self.side:
+            lo = (self.side - size) // 2
+            x = F.pad(x, (lo, self.side - size - lo) * 2, mode="replicate")
         feats = []
         for layer in self.encoder:
             x = layer(x)
@@ -87,7 +94,10 @@ class UNetGenerator(nn.Module):
             x = layer(x)
             if self.skips:
                 x = torch.cat([x, feats[-2 - j]], 1)
-        return self.out(x)
+        x = self.out(x)
+        if size != self.side:
+            x = x[..., lo:lo + size, lo:lo + size]
+        return x
 
 
 class ResidualBlock(nn.Module):
