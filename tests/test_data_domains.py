@@ -323,3 +323,15 @@ def test_bad_input_is_a_one_line_data_error(tmp_path):
     _one_line(e, "needs a path")
     with pytest.raises(DataError):
         load_data("ring8:test")
+
+
+def test_edge_domains_turn_around_for_edges_to_digits():
+    # direction=BtoA: A is the edge map, B the digit (pix2pix's edges -> digit task); labels follow the digit
+    fwd, back = load_data("digits-edges"), load_data("digits-edges", direction="BtoA")
+    f, b = fwd.groups["AB"], back.groups["AB"]
+    assert torch.equal(b["A"], f["B"]) and torch.equal(b["B"], f["A"]) and torch.equal(b["y"], f["y"])
+    assert torch.equal(b["A"], edges(b["B"]))
+    un = load_data("digits-edges-unpaired", direction="BtoA").groups
+    digits = load_data("digits:train").x  # the translation sets mean train without a split
+    assert torch.equal(un["A"]["A"], edges(digits[0::2]))
+    assert set(un) == {"A", "B"} and torch.equal(un["B"]["B"], digits[1::2])

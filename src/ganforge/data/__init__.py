@@ -252,10 +252,7 @@ def _load_translation(base, split, part, root, download, image_size, direction, 
         source = base.split("-edges")[0]
         src = load_raw(_with(source, split, part), root=root, download=download)
         src.x = resize_images(src.x, size)
-        raw = t.edge_domains(src, base.endswith("-unpaired") and split != "test", base)
-        if swap:
-            raise DataError(f"{base} has no BtoA direction (edges cannot be undone); translate A to B")
-        return raw
+        return t.edge_domains(src, base.endswith("-unpaired") and split != "test", base, swap)
     if base in ("facades", "facades-unpaired"):
         path = data_root(root) / "facades"
         if not path.is_dir():

@@ -165,21 +165,27 @@ def load_unaligned(path, split: str = "train", image_size: int = 256, swap: bool
                    source={k: torch.arange(len(next(iter(g.values())))) for k, g in groups.items()})
 
 
-def edge_domains(src: RawData, unpaired: bool, name: str) -> RawData:
+def edge_domains(src: RawData, unpaired: bool, name: str, swap: bool = False) -> RawData:
     """A = ``src.x``, B = ``edges(A)``: paired as one group with ``y``; unpaired as two groups from
-    the even (A) and odd (B) items, with ``yA`` / ``yB``."""
+    the even (A) and odd (B) items, with ``yA`` / ``yB``. ``swap`` (``direction=BtoA``) makes the
+    edge maps A and the digits B: the task of drawing a digit into its outline."""
     a, y = src.x, src.y
     idx = torch.arange(len(a))
     if not unpaired:
-        groups = {"AB": {"A": a, "B": edges(a), "y": y}}
+        e = edges(a)
+        groups = {"AB": {"A": e, "B": a, "y": y} if swap else {"A": a, "B": e, "y": y}}
         source = {"AB": idx}
     else:
         if len(a) < 2:
             raise DataError(f"{name} needs at least 2 images to draw two disjoint halves, has {len(a)}")
         ia, ib = idx[0::2], idx[1::2]
-        groups = {"A": {"A": a[ia], "yA": y[ia]}, "B": {"B": edges(a[ib]), "yB": y[ib]}}
+        if swap:
+            groups = {"A": {"A": edges(a[ia]), "yA": y[ia]}, "B": {"B": a[ib], "yB": y[ib]}}
+        else:
+            groups = {"A": {"A": a[ia], "yA": y[ia]}, "B": {"B": edges(a[ib]), "yB": y[ib]}}
         source = {"A": ia, "B": ib}
     x, yy = target_of(groups)
     how = "A and B from disjoint halves (even/odd items)" if unpaired else "paired"
-    return RawData(name, "image", x, yy, src.n_classes, f"{src.note}; B = edges(A), {how}", src.class_names,
+    what = "A = edges(B)" if swap else "B = edges(A)"
+    return RawData(name, "image", x, yy, src.n_classes, f"{src.note}; {what}, {how}", src.class_names,
                    groups=groups, source=source)
