@@ -100,16 +100,25 @@ def _cut(files: list, split: str, has_val: bool) -> list:
     return files
 
 
+def _layout_root(path, layout: str) -> Path:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{layout} data folder {root} does not exist" if not root.exists()
+                        else f"{root} is not a folder")
+    return root
+
+
+def _split_folder(split: str, has_val: bool) -> str:
+    """The folder a split reads: its own, or train's for val/train-val cut from train (``_cut``)."""
+    return "val" if split == "val" and has_val else "train" if split in ("train", "train-val", "val") else split
+
+
 def load_aligned(path, split: str = "train", image_size: int = 256, swap: bool = False, part=None,
                  stream=None) -> RawData:
     """pix2pix layout as one group ``{"A", "B"}``; ``swap`` exchanges A and B (``direction=BtoA``)."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"aligned data folder {root} does not exist" if not root.exists()
-                        else f"{root} is not a folder")
+    root = _layout_root(path, "aligned")
     has_val = (root / "val").is_dir()
-    folder = root / ("val" if split == "val" and has_val else "train" if split in ("train", "train-val", "val")
-                     else split)
+    folder = root / _split_folder(split, has_val)
     if not folder.is_dir():
         there = sorted(p.name for p in root.iterdir() if p.is_dir())
         raise DataError(f"{root} has no {folder.name}/ folder for the {split} split "
@@ -133,12 +142,9 @@ def load_aligned(path, split: str = "train", image_size: int = 256, swap: bool =
 def load_unaligned(path, split: str = "train", image_size: int = 256, swap: bool = False, part=None,
                    stream=None) -> RawData:
     """CycleGAN layout as two groups ``{"A": {"A"}, "B": {"B"}}`` that shuffle independently."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"unaligned data folder {root} does not exist" if not root.exists()
-                        else f"{root} is not a folder")
+    root = _layout_root(path, "unaligned")
     has_val = (root / "valA").is_dir() and (root / "valB").is_dir()
-    base = "val" if split == "val" and has_val else "train" if split in ("train", "train-val", "val") else split
+    base = _split_folder(split, has_val)
     s, groups, notes, lists = int(image_size), {}, [], {}
     for side in "AB":
         folder = root / f"{base}{side}"
