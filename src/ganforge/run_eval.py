@@ -93,10 +93,8 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
         from .metrics.semi import heldout_accuracy
 
         result.update(heldout_accuracy(model, root=data_root))
-    record = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "step": int(getattr(model, "step", 0)), **ev.settings(),
-              "net": "real" if baseline == "real" else model.generator_name(ema),
-              "baseline": baseline, **result}
+    record = _record(model, ev.settings(), "real" if baseline == "real" else model.generator_name(ema), baseline,
+                     result)
     if write:
         append_jsonl(run_dir / "eval.jsonl", record)
     return record
@@ -123,9 +121,13 @@ def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, de
                    "digits" if y is not None else None, n=max(k, 2), seed=seed, device=device, progress=progress)
     outputs = model.translate(a, "AtoB", use_ema=ema)
     result = ev.evaluate_pairs(outputs, b, y)
+    return _record(model, {**ev.settings(), "data": name, "n": k}, model.translator_name("AtoB", ema), None, result)
+
+
+def _record(model, settings: dict, net: str, baseline, result: dict) -> dict:
+    """One eval.jsonl row: when, which step and network, with which settings, and the metrics."""
     return {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "step": int(getattr(model, "step", 0)), **ev.settings(), "data": name, "n": k,
-            "net": model.translator_name("AtoB", ema), "baseline": None, **result}
+            "step": int(getattr(model, "step", 0)), **settings, "net": net, "baseline": baseline, **result}
 
 
 def append_jsonl(path: Path, row: dict) -> None:
