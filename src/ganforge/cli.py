@@ -174,8 +174,9 @@ def _read_inputs(path: Path, channels: int, size: int):
 
 
 def _translate_files(model, args) -> int:
-    import torch
     from PIL import Image
+
+    from .metrics.classifier import to_uint8
 
     direction = args.direction or "AtoB"
     x, files = _read_inputs(Path(args.input), model.input_channels(direction), model.spec.image_size)
@@ -184,7 +185,7 @@ def _translate_files(model, args) -> int:
         raise ConfigError(f"--out is a folder for the translated images, got {out.name!r}")
     y = model.translate(x, direction, use_ema=not args.no_ema)
     out.mkdir(parents=True, exist_ok=True)
-    arr = y.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    arr = to_uint8(y).permute(0, 2, 3, 1).numpy()
     for a, f in zip(arr, files):
         Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(out / f"{f.stem}.png")
     print(f"translated {len(files)} image{'s' * (len(files) != 1)} {direction} with "
