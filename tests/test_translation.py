@@ -307,8 +307,13 @@ def test_sample_grid_is_input_output_target(tmp_path):
     t = trainer("pix2pix", "digits-edges", tmp_path, batch_size=2, **P2P)
     images, nrow = t.model.sample_grid(12)
     assert nrow == 3 and images.shape == (12, 1, 32, 32)
-    a, b = (t.raw.groups["AB"][f][:4].float() / 127.5 - 1 for f in ("A", "B"))
+    # the first test images, never trained on
+    from ganforge.data import load_data
+    test = load_data("digits-edges:test", 32).groups["AB"]
+    a, b = (test[f][:4].float() / 127.5 - 1 for f in ("A", "B"))
     assert torch.equal(images[0::3], a) and torch.equal(images[2::3], b)
+    train_a = t.raw.groups["AB"]["A"].flatten(1)
+    assert not (train_a[:, None] == test["A"][:4].flatten(1)[None]).all(-1).any()
     assert torch.equal(images[1::3], t.model.translate(a))
     with pytest.raises(ConfigError, match="--input"):
         t.model.sample(4)
@@ -380,5 +385,53 @@ def test_cli_eval_translation_run(p2p_run, capsys):
     assert code == 0, err
     rec = json.loads((p2p_run / "eval.jsonl").read_text().splitlines()[-1])
     assert rec["data"] == "digits-edges:test" and rec["n"] == 40 and rec["net"] == "G"
-    assert {"l1", "psnr", "ssim", "label_preservation"} <= set(rec)
+    assert {"fd", "kid", "l1", "psnr", "ssim", "label_preservation"} <= set(rec)
     assert 0 <= rec["l1"] <= 1 and 0 <= rec["label_preservation"] <= 1
+    # digit -> edges: the outputs are edge maps, measured with the edge-map classifier's features
+    assert rec["features"] == "digits" and "classifier-digits-edges" in rec["extractor"]
+
+
+class _Oracle(torch.nn.Module):
+    """The exact translation digit -> edge map, as a network: what a perfect translator outputs."""
+
+    def forward(self, x):
+        from ganforge.data.translation import edges
+
+        u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return edges(u8).float() / 127.5 - 1
+
+
+def test_eval_of_a_perfect_translator_uses_the_target_domains_classifier(p2p_run):
+    """An oracle G (the edge map itself): l1 0, fd ~0, and label preservation equal to the edge-map
+    classifier's accuracy on the real test edge maps; the digit classifier would read them worse."""
+    from ganforge.data import load_data, translation_domains
+    from ganforge.metrics.classifier import load_classifier, predict
+    from ganforge.run_eval import _evaluate_translation
+    from ganforge.training.engine import run_config
+
+    assert translation_domains("mnist-edges:test") == ("mnist", "mnist-edges")
+    assert translation_domains("digits-edges", "BtoA") == ("digits-edges", "digits")
+    assert translation_domains("facades") == (None, None)
+    model = ganforge.load(p2p_run)
+    model.G = _Oracle()
+    rec = _evaluate_translation(model, run_config(p2p_run), None, None, False, 0, torch.device("cpu"), None, False)
+    assert rec["l1"] == 0 and rec["ssim"] == pytest.approx(1) and abs(rec["fd"]) < 1e-3
+    test = load_data("digits-edges:test", 32).groups["AB"]
+    right = {w: float((predict(load_classifier(w)[0], test["B"]).argmax(1) == test["y"]).float().mean())
+             for w in ("digits-edges", "digits")}
+    assert rec["label_preservation"] == pytest.approx(right["digits-edges"], abs=1e-6)
+    assert right["digits-edges"] > right["digits"] + 0.1
+
+
+def test_cli_eval_cyclegan_measures_both_ways(tmp_path, capsys):
+    run = tmp_path / "cyc"
+    assert main(["train", "cyclegan", "--data", "digits-edges-unpaired", "--steps", "1", "--batch-size", "2",
+                 "--out", str(run), "--quiet", *_sets({**CYC, "sample_every": 0})]) == 0
+    code, out, err = _cli(capsys, "eval", run, "--quiet", "--n", "30")
+    assert code == 0, err
+    rec = json.loads((run / "eval.jsonl").read_text().splitlines()[-1])
+    assert rec["data"] == "digits-edges-unpaired:test" and rec["net"] == "G_AB" and rec["BtoA_net"] == "G_BA"
+    for key in ("fd", "kid", "l1", "psnr", "ssim", "label_preservation"):
+        assert key in rec and f"BtoA_{key}" in rec
+    assert rec["l1"] != rec["BtoA_l1"]
+    assert "BtoA label_preservation" in out and "\nl1 " in out

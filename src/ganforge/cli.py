@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("train-classifier", help="train the built-in digit classifier behind --features digits")
-    s.add_argument("--data", default="mnist", choices=["mnist", "digits"])
+    s.add_argument("--data", default="mnist", choices=["mnist", "digits", "mnist-edges", "digits-edges"])
     s.add_argument("--out", help="weights file (default: the package's own, ganforge/assets/)")
     s.add_argument("--steps", type=_positive(int), help="training steps (default: 2000 mnist, 1500 digits)")
     s.add_argument("--seed", type=int, default=0)

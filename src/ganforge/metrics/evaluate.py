@@ -57,7 +57,7 @@ from .prdc import density_coverage, knn_radii, precision_recall
 from .registry import PAIRED_INPUTS, REGISTRY, Inputs, Metric, register
 from .toy import TOY_MIXTURES, toy_modes
 
-DIGIT_DATA = ("mnist", "digits")
+DIGIT_DATA = ("mnist", "digits", "mnist-edges", "digits-edges")  # each has its built-in classifier
 TOY_N = 2500  # the VEEGAN / PacGAN protocol's sample count
 # A class counts as covered when it gets at least this share of what a uniform spread would give
 # it (10% of n / n_classes): a stray misclassification does not cover a class.
@@ -85,10 +85,10 @@ def default_features(data: str) -> str:
 
 
 def _base(data: str) -> str:
-    """``mnist[:8000]`` -> ``mnist``: a part of a data set is measured like the whole."""
-    from ..data import split_name
+    """``mnist[:8000]``, ``mnist:test`` -> ``mnist``: a part of a data set is measured like the whole."""
+    from ..data import parse_name
 
-    return split_name(data)[0]
+    return parse_name(data)[0]
 
 
 def parse_metrics(text, kind: str = "image", data: str = "") -> list[str]:
@@ -476,19 +476,20 @@ def format_result(record: dict) -> str:
 
     rows = []
     pairs = {"kid": "kid_std", "is": "is_std"}
-    skip = set(pairs.values()) | {"n_classes", "n_modes"}
-    for k in ("fd", "kid", "is", "precision", "recall", "density", "coverage", "classes", "class_kl", "modes",
-              "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy"):
-        if k not in record or k in skip:
-            continue
-        v = fmt(record[k])
-        if k in pairs and pairs[k] in record:
-            v += f" +- {fmt(record[pairs[k]])}"
-        if k == "classes":
-            v += f" / {record.get('n_classes', 10)}"
-        if k == "modes":
-            v += f" / {record.get('n_modes')}"
-        rows.append((k, v))
+    # A two-way translator's second direction carries its name: BtoA_l1 (see run_eval).
+    for prefix in ("", "BtoA_"):
+        for k in ("fd", "kid", "is", "precision", "recall", "density", "coverage", "classes", "class_kl", "modes",
+                  "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy"):
+            if prefix + k not in record:
+                continue
+            v = fmt(record[prefix + k])
+            if k in pairs and prefix + pairs[k] in record:
+                v += f" +- {fmt(record[prefix + pairs[k]])}"
+            if k == "classes":
+                v += f" / {record.get(prefix + 'n_classes', 10)}"
+            if k == "modes":
+                v += f" / {record.get(prefix + 'n_modes')}"
+            rows.append((f"{prefix[:-1]} {k}" if prefix else k, v))
     width = max(len(k) for k, _ in rows) if rows else 6
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]

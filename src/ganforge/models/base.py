@@ -152,6 +152,13 @@ class GANModel(nn.Module):
         before a checkpoint loads into it, for a model that keeps part of its data (SGAN's labelled
         subset). Models never load data themselves."""
 
+    # True: the engine also calls prepare_grid() with the held-out split (translators' grids).
+    grid_from_held_out = False
+
+    def prepare_grid(self, held_out) -> None:
+        """Called with the held-out split (``RawData``, e.g. ``mnist:test``) when the class sets
+        ``grid_from_held_out`` and the data has one: images for the sample grids."""
+
     @staticmethod
     def _versions(*nets: nn.Module) -> tuple:
         # every in-place change of a parameter (an optimizer step, a load) bumps its version

@@ -27,7 +27,7 @@ class Translator:
     data_desc = "paired images (A, B)"
     # The network translating each way (its EMA copy is used when the run has one).
     directions: dict = {"AtoB": "G"}
-    _show: dict | None = None  # fixed training images for the grids, set by prepare()
+    _show: dict | None = None  # fixed images for the grids, set by prepare() and prepare_grid()
 
     @classmethod
     def data_options(cls, cfg: dict) -> dict:
@@ -57,7 +57,17 @@ class Translator:
         # A seed of its own: the crops must not move when another setting draws from the run's seed.
         return JointCrop(round(size * JITTER), size, flip=True, seed=self.cfg["seed"] + 7919)
 
+    # The engine hands over the held-out split too (prepare_grid): grids show images never trained on.
+    grid_from_held_out = True
+
     def prepare(self, raw) -> None:
+        self._pick_show(raw)
+
+    def prepare_grid(self, held_out) -> None:
+        """Grids of the first test images rather than training ones, where the data has a test split."""
+        self._pick_show(held_out)
+
+    def _pick_show(self, raw) -> None:
         # The first items of each group, in item order: the same images at every grid and after a resume.
         show = {}
         for g in (raw.groups or {}).values():
@@ -109,7 +119,8 @@ class Translator:
         return [[a, self.translate(a), b]] if paired else [[a, self.translate(a)]]
 
     def sample_grid(self, n: int) -> tuple[torch.Tensor, int]:
-        """A grid of fixed training images, one example per row; returns (images, images per row)."""
+        """A grid of fixed images (the first test images, else the first training images), one example
+        per row; returns (images, images per row)."""
         if self._show is None:
             raise ConfigError(f"{self.name} has no fixed images for its grid (prepare() was not given the data)")
         k = max(1, min(len(self._show["A"]), n // 3))

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .. import config as C
-from ..data import DataSpec, GroupLoader, images_to_float, load_data, spec_of
+from ..data import DataSpec, GroupLoader, eval_data_name, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, RunDirError
 from ..files import atomic_save, atomic_write_bytes
 from ..models.base import batch_len
@@ -172,6 +172,8 @@ class Trainer:
 
         self.model = build_model(cfg, self.spec)
         self.model.prepare(raw)  # before a resume's checkpoint, which then restores what it kept
+        if getattr(cls, "grid_from_held_out", False):
+            self._grid_data(cls)
         if cfg.get("sync_bn") and self.world > 1:
             distributed.convert_sync_bn(self.model, distributed.backend())
         # NHWC for convolutions where it pays (benchmarks/fastpath.py); a no-op for linear layers.
@@ -208,6 +210,18 @@ class Trainer:
             self._load_state(resume_state)
         self._wrap()
         self._compiled = self._compile() if cfg.get("compile") else False
+
+    def _grid_data(self, cls) -> None:
+        """Give the model the held-out split for its sample grids, where the data has one."""
+        cfg = self.cfg
+        name = eval_data_name(cfg["data"])
+        if name == cfg["data"]:
+            return  # no test split: the grids keep the training images prepare() chose
+        try:
+            held = load_data(name, cfg["image_size"], root=cfg["data_root"], **cls.data_options(cfg))
+        except DataError:
+            return  # e.g. a folder without test/: training images it is
+        self.model.prepare_grid(held)
 
     # -- what the engine derives from the model's networks (rebuilt when it grows) ---------
     def _set_optimizers(self, fresh: bool = True) -> None:
