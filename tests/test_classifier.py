@@ -38,6 +38,24 @@ def test_mnist_classifier_meets_the_target_on_the_last_2000_test_images(shared_d
         assert acc == pytest.approx(float(meta["test_accuracy"]), abs=1e-4)
 
 
+def test_edge_map_classifiers_read_the_edge_domain_and_the_digit_ones_do_not(shared_data):
+    """mnist-edges / digits-edges: trained on the edge maps (the B domain of the derived translation
+    sets), so a translator's edge-map outputs can be classified; the digit weights cannot read them."""
+    from ganforge.data.translation import edges
+
+    raw = load_data("mnist", root=shared_data, split="test")
+    e = edges(raw.x)
+    acc = {w: float((predict(load_classifier(w)[0], e).argmax(1) == raw.y).float().mean())
+           for w in ("mnist-edges", "mnist")}
+    assert acc["mnist-edges"] >= 0.98 and acc["mnist-edges"] > acc["mnist"] + 0.05, acc
+    assert acc["mnist-edges"] == pytest.approx(float(load_classifier("mnist-edges")[1]["test_accuracy"]), abs=1e-4)
+    digits = load_data("digits")
+    test = torch.arange(len(digits)) % 5 == 4
+    net, meta = load_classifier("digits-edges")
+    got = float((predict(net, edges(digits.x[test])).argmax(1) == digits.y[test]).float().mean())
+    assert got == pytest.approx(float(meta["test_accuracy"]), abs=1e-4)
+
+
 def test_prepare_quantises_greys_and_resizes_like_uint8_input():
     g = torch.Generator().manual_seed(0)
     u8 = torch.randint(0, 256, (3, 1, 32, 32), generator=g, dtype=torch.uint8)
