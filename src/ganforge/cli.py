@@ -210,6 +210,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report.html import write_report
+
+    out = Path(args.out) if args.out else (Path(args.runs[0]) / "report.html" if len(args.runs) == 1
+                                           else Path("report.html"))
+    path = write_report(args.runs, out, title=args.title, max_samples=args.max_samples)
+    print(f"wrote {path} ({len(args.runs)} run{'s' * (len(args.runs) != 1)}, "
+          f"{path.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser)")
+    return 0
+
+
 def cmd_train_classifier(args) -> int:
     from .metrics.classifier import train_classifier
 
@@ -287,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--download", action="store_true", help="allow downloading the Inception weights")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("report", help="one self-contained HTML page of runs: config, curves, samples, evals")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run directories (several: a comparison too)")
+    s.add_argument("--out", help="the .html file (default RUN/report.html for one run, else report.html)")
+    s.add_argument("--title", help="the page's title")
+    s.add_argument("--max-samples", type=_positive(int), default=40, metavar="N",
+                   help="sample grids per run at most, evenly spread over training, first and last kept (40)")
+    s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("train-classifier", help="train the built-in digit classifier behind --features digits")
     s.add_argument("--data", default="mnist", choices=["mnist", "digits"])
