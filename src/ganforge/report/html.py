@@ -104,7 +104,7 @@ def read_run(path, max_samples: int = 40) -> dict:
         notes.append(f"{bad_m + bad_e} unreadable log line(s) skipped")
     if len(shown) < len(files):
         notes.append(f"{len(shown)} of {len(files)} sample grids shown")
-    return {"name": str(path), "config": cfg, "metrics": metrics, "evals": evals, "samples": samples,
+    return {"name": str(path), "label": path.resolve().name or str(path), "config": cfg, "metrics": metrics, "evals": evals, "samples": samples,
             "notes": notes}
 
 
@@ -254,7 +254,7 @@ def _comparison(runs: list[dict]) -> tuple[str, list[dict]]:
         eval_names += [k for k in _metric_names([ev]) if k not in eval_names]
     for r, ev in zip(runs, latest):
         last = r["metrics"][-1] if r["metrics"] else {}
-        rows.append([r["name"], r["config"]["model"], str(r["config"].get("data")),
+        rows.append([r["label"], r["config"]["model"], str(r["config"].get("data")),
                      f"{last.get('step', 0)} / {r['config'].get('steps')}",
                      *(_fmt(last.get(k)) for k in loss_keys),
                      f"{ev['step']}: {ev['source']}" if ev else "", *(_cell(ev, k) for k in eval_names)])
@@ -262,13 +262,13 @@ def _comparison(runs: list[dict]) -> tuple[str, list[dict]]:
                     *eval_names], rows, "num")
     charts = []
     for k in loss_keys:
-        c = _chart(f"{k}, all runs", [{"label": r["name"], "points": p} for r in runs
+        c = _chart(f"{k}, all runs", [{"label": r["label"], "points": p} for r in runs
                                       if (p := _series(r, [k])[0]["points"])])
         if c:
             charts.append(c)
     for k in _metric_names([{kk[5:]: v for kk, v in m.items() if kk.startswith("eval_")}
                             for r in runs for m in r["metrics"]]):
-        c = _chart(f"{k} during training, all runs", [{"label": r["name"], "points": p} for r in runs
+        c = _chart(f"{k} during training, all runs", [{"label": r["label"], "points": p} for r in runs
                                                       if (p := _series(r, [k], "eval_")[0]["points"])], True)
         if c and len(c["series"]) > 1:
             charts.append(c)
@@ -280,6 +280,9 @@ def _comparison(runs: list[dict]) -> tuple[str, list[dict]]:
 def render(runs: list[dict], title: str = "ganforge report") -> str:
     """The page as a string."""
     sections, charts = [], []
+    if len({r["label"] for r in runs}) < len(runs):  # runs/a/x and runs/b/x: only the paths tell them apart
+        for r in runs:
+            r["label"] = r["name"]
     if len(runs) > 1:
         s, c = _comparison(runs)
         sections.append(s)
@@ -373,7 +376,7 @@ pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
 
   function fmt(v) { return Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(1) : String(+v.toPrecision(4)); }
 
-  // Draws one chart; returns the number of points drawn.
+  // Draws one chart; returns how many pixels its curves coloured (0: nothing visible was drawn).
   function draw(canvas, chart) {
     var ratio = window.devicePixelRatio || 1, W = chart.w, H = chart.h;
     canvas.width = W * ratio; canvas.height = H * ratio;
@@ -401,26 +404,32 @@ pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
     ctx.strokeStyle = "#999"; ctx.strokeRect(L, T, W - L - R, H - T - B);
     ctx.font = "bold 12px sans-serif"; ctx.textAlign = "left"; ctx.fillStyle = "#222";
     ctx.fillText(chart.title, L, 6);
-    var drawn = 0, lx = L + 8, ly = T + 6;
     chart.series.forEach(function (s, k) {
-      var c = COLORS[k % COLORS.length], pen = false;
-      ctx.strokeStyle = c; ctx.fillStyle = c; ctx.lineWidth = 1.6; ctx.beginPath();
+      var pen = false;
+      ctx.strokeStyle = ctx.fillStyle = COLORS[k % COLORS.length]; ctx.lineWidth = 1.6; ctx.beginPath();
       s.points.forEach(function (p) {
         if (p[1] === null) { pen = false; return; }  // a gap where a value was not finite
         if (pen) ctx.lineTo(X(p[0]), Y(p[1])); else ctx.moveTo(X(p[0]), Y(p[1]));
-        pen = true; drawn++;
+        pen = true;
       });
       ctx.stroke();
       if (s.points.length === 1) { ctx.beginPath(); ctx.arc(X(s.points[0][0]), Y(s.points[0][1]), 3, 0, 7); ctx.fill(); }
-      ctx.font = "11px sans-serif"; ctx.fillRect(lx, ly + 3, 10, 3);
+    });
+    var ink = inked(ctx, canvas);  // before the legend, whose colour swatches would count too
+    var lx = L + 8, ly = T + 6;
+    ctx.font = "11px sans-serif";
+    var lw = Math.max.apply(null, chart.series.map(function (s) { return ctx.measureText(s.label).width; }));
+    ctx.fillStyle = "rgba(255,255,255,0.85)"; ctx.fillRect(lx - 4, ly - 3, lw + 24, chart.series.length * 14 + 4);
+    chart.series.forEach(function (s, k) {
+      ctx.fillStyle = COLORS[k % COLORS.length]; ctx.fillRect(lx, ly + 3, 10, 3);
       ctx.fillStyle = "#333"; ctx.fillText(s.label, lx + 14, ly); ly += 14;
     });
-    return drawn;
+    return ink;
   }
 
-  // A chart counts as drawn when its lines put ink inside the plot area (not just a blank canvas).
-  function inked(canvas) {
-    var ctx = canvas.getContext("2d"), d = ctx.getImageData(0, 0, canvas.width, canvas.height).data, n = 0;
+  // Coloured pixels: only the curves are drawn in colour, axes and text are grey.
+  function inked(ctx, canvas) {
+    var d = ctx.getImageData(0, 0, canvas.width, canvas.height).data, n = 0;
     for (var i = 0; i < d.length; i += 4) if (d[i + 3] && (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2])) n++;
     return n;
   }
@@ -429,7 +438,7 @@ pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
   charts.forEach(function (c) { byId[c.id] = c; });
   document.querySelectorAll("canvas.chart").forEach(function (cv) {
     var c = byId[cv.getAttribute("data-chart")];
-    if (c && draw(cv, c) > 0 && inked(cv) > 0) drawn++;
+    if (c && draw(cv, c) > 0) drawn++;
   });
 
   document.querySelectorAll(".samples").forEach(function (box) {
