@@ -83,6 +83,8 @@ def cmd_train(args) -> int:
         flags["compile"] = True
     if args.amp:
         flags["amp"] = args.amp
+    if args.tensorboard:
+        flags["tensorboard"] = True
     if args.resume and args.model:
         raise ConfigError("give either a model to train or --resume DIR, not both")
     result = train(args.model, out=args.out, resume=args.resume, force=args.force, steps=args.steps,
@@ -96,6 +98,8 @@ def cmd_train(args) -> int:
         print(f"  samples:     {result['samples']}")
     if result.get("loss_plot"):
         print(f"  loss plot:   {result['loss_plot']}")
+    if result.get("tensorboard"):
+        print(f"  tensorboard: tensorboard --logdir {result['tensorboard']}")
     print(f"  checkpoint:  {out / 'checkpoints' / 'last.pt'}")
     print(f"  generator:   {out / 'generator.safetensors'}")
     return 0
@@ -259,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--download", action="store_true", help="download the data set if missing")
     s.add_argument("--eval-every", type=int, metavar="N",
                    help="evaluate every N steps, logged in metrics.jsonl (sample count: --set eval_n=...)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", action="store_true", help="no progress bar (nor, in a log file, progress lines)")
+    s.add_argument("--tensorboard", action="store_true",
+                   help="also write losses, eval metrics and sample grids for TensorBoard under OUT/tensorboard/")
     s.add_argument("--nproc", type=_positive(int), metavar="N",
                    help="train data-parallel in N local processes, as torchrun would (one per GPU, or CPU processes)")
     s.add_argument("--compile", action="store_true", help="torch.compile the networks (falls back if it fails)")
