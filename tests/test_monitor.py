@@ -52,11 +52,17 @@ def test_tensorboard_event_files(tmp_path, capsys):
                  "--set", "log_every=2", "--set", "sample_every=3", "--eval-every", "3", "--set", "eval_n=50",
                  "--set", "eval_metrics=fd", *TINY]) == 0
     assert "tensorboard --logdir" in capsys.readouterr().out
+    # Resume twice from the step-6 checkpoint, as after a crash: steps 7-8 are trained again, and
+    # TensorBoard must show them once (and keep step 6).
+    ckpt = (out / "checkpoints" / "last.pt").read_bytes()
+    for _ in range(2):
+        (out / "checkpoints" / "last.pt").write_bytes(ckpt)
+        assert main(["train", "--resume", str(out), "--steps", "8", "--quiet"]) == 0
     ea = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     ea.Reload()
     tags = ea.Tags()
     assert {"loss/D_loss", "loss/G_loss", "train/img_per_s", "eval/fd"} <= set(tags["scalars"]), tags
-    assert [e.step for e in ea.Scalars("loss/G_loss")] == [2, 3, 4, 6]  # log steps and the eval step
+    assert [e.step for e in ea.Scalars("loss/G_loss")] == [2, 3, 4, 6, 8]  # log steps and the eval steps
     assert [e.step for e in ea.Scalars("eval/fd")] == [3, 6]
     images = ea.Images("samples")
-    assert [e.step for e in images] == [3, 6] and images[0].width > 100 and images[0].height > 100
+    assert [e.step for e in images] == [3, 6, 8] and images[0].width > 100 and images[0].height > 100

@@ -55,9 +55,9 @@ class TensorboardLog:
         check_tensorboard()
         from torch.utils.tensorboard import SummaryWriter
 
-        # On resume, events past the checkpoint belong to steps that are trained again: purge them,
-        # as the engine trims metrics.jsonl.
-        self.writer = SummaryWriter(str(Path(out) / "tensorboard"), purge_step=step or None)
+        # On resume, events past the checkpoint's step belong to steps that are trained again: purge
+        # them, as the engine trims metrics.jsonl (the checkpoint's own step was logged, and stays).
+        self.writer = SummaryWriter(str(Path(out) / "tensorboard"), purge_step=step + 1 if step else None)
         self._image_step = None
 
     def scalars(self, row: dict) -> None:
