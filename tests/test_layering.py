@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "ganforge"
 UPPER = ("ganforge.training", "ganforge.run_eval", "ganforge.cli")
 LOWER = ("ganforge.data", "ganforge.nn", "ganforge.losses", "ganforge.metrics", "ganforge.files",
-         "ganforge.errors", "ganforge.models")
+         "ganforge.errors", "ganforge.models", "ganforge.report")
 
 
 def _module(path: Path) -> str:

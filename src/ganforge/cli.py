@@ -83,6 +83,8 @@ def cmd_train(args) -> int:
         flags["compile"] = True
     if args.amp:
         flags["amp"] = args.amp
+    if args.tensorboard:
+        flags["tensorboard"] = True
     if args.resume and args.model:
         raise ConfigError("give either a model to train or --resume DIR, not both")
     result = train(args.model, out=args.out, resume=args.resume, force=args.force, steps=args.steps,
@@ -96,6 +98,8 @@ def cmd_train(args) -> int:
         print(f"  samples:     {result['samples']}")
     if result.get("loss_plot"):
         print(f"  loss plot:   {result['loss_plot']}")
+    if result.get("tensorboard"):
+        print(f"  tensorboard: tensorboard --logdir {result['tensorboard']}")
     print(f"  checkpoint:  {out / 'checkpoints' / 'last.pt'}")
     print(f"  generator:   {out / 'generator.safetensors'}")
     return 0
@@ -210,6 +214,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report.html import write_report
+
+    out = Path(args.out) if args.out else (Path(args.runs[0]) / "report.html" if len(args.runs) == 1
+                                           else Path("report.html"))
+    path = write_report(args.runs, out, title=args.title, max_samples=args.max_samples)
+    print(f"wrote {path} ({len(args.runs)} run{'s' * (len(args.runs) != 1)}, "
+          f"{path.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser)")
+    return 0
+
+
 def cmd_train_classifier(args) -> int:
     from .metrics.classifier import train_classifier
 
@@ -248,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--download", action="store_true", help="download the data set if missing")
     s.add_argument("--eval-every", type=int, metavar="N",
                    help="evaluate every N steps, logged in metrics.jsonl (sample count: --set eval_n=...)")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--quiet", action="store_true", help="no progress bar (nor, in a log file, progress lines)")
+    s.add_argument("--tensorboard", action="store_true",
+                   help="also write losses, eval metrics and sample grids for TensorBoard under OUT/tensorboard/")
     s.add_argument("--nproc", type=_positive(int), metavar="N",
                    help="train data-parallel in N local processes, as torchrun would (one per GPU, or CPU processes)")
     s.add_argument("--compile", action="store_true", help="torch.compile the networks (falls back if it fails)")
@@ -287,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--download", action="store_true", help="allow downloading the Inception weights")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_eval)
+
+    s = sub.add_parser("report", help="one self-contained HTML page of runs: config, curves, samples, evals")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run directories (several: a comparison too)")
+    s.add_argument("--out", help="the .html file (default RUN/report.html for one run, else report.html)")
+    s.add_argument("--title", help="the page's title")
+    s.add_argument("--max-samples", type=_positive(int), default=40, metavar="N",
+                   help="sample grids per run at most, evenly spread over training, first and last kept (40)")
+    s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("train-classifier", help="train the built-in digit classifier behind --features digits")
     s.add_argument("--data", default="mnist", choices=["mnist", "digits", "mnist-edges", "digits-edges"])

@@ -36,6 +36,8 @@ ENGINE_DEFAULTS: dict = {
     "channels_last": True,  # NHWC for conv nets: +11% for dcgan on the CPU (benchmarks/fastpath.py)
     "sync_bn": False,  # SyncBatchNorm under torchrun (CUDA/NCCL only)
     "log_every": 50,
+    "progress_every": 0,  # steps between plain progress lines when stderr is not a terminal; 0: log_every
+    "tensorboard": False,  # also write scalars and sample grids as TensorBoard events under RUN/tensorboard/
     "sample_every": 500,
     "ckpt_every": 500,
     "n_samples": 64,
@@ -60,6 +62,7 @@ LIMITS = {
     "n_critic": (1, 1000),
     "g_steps": (1, 1000),
     "log_every": (1, 100_000_000),
+    "progress_every": (0, 100_000_000),
     "sample_every": (0, 100_000_000),
     "ckpt_every": (0, 100_000_000),
     "n_samples": (1, 4096),

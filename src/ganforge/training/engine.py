@@ -26,14 +26,14 @@ from ..files import atomic_save, atomic_write_bytes
 from ..models.base import batch_len
 from ..nn import moving_average_
 from ..registry import get_model_class
-from . import distributed
+from . import distributed, monitor
 from .checkpoint import load_checkpoint, save_generator
 from .schedule import lr_factor
 
 CKPT = "checkpoints/last.pt"
 # What a run writes; --force removes exactly these, never anything else in the directory.
 RUN_FILES = ("config.yaml", "metrics.jsonl", "eval.jsonl", "samples", "checkpoints", "generator.safetensors",
-             "losses.png")
+             "losses.png", "tensorboard")
 
 
 class Interrupted(Exception):
@@ -210,6 +210,9 @@ class Trainer:
             self._load_state(resume_state)
         self._wrap()
         self._compiled = self._compile() if cfg.get("compile") else False
+        self._tb = None  # TensorboardLog while fit() runs with cfg["tensorboard"]
+        if cfg.get("tensorboard") and self.main:
+            monitor.check_tensorboard()
 
     def _grid_data(self, cls) -> None:
         """Give the model the held-out split for its sample grids, where the data has one."""
@@ -434,13 +437,15 @@ class Trainer:
         if self.spec.kind == "points":
             fake = self.model.sample(2500, seed=self.cfg["seed"] + 1_000_003)
             save_scatter(fake, self.raw.x[:2500], path, title=f"{self.cfg['model']} step {self.step}")
-            return path
-        if hasattr(self.model, "sample_grid"):  # e.g. translators: input | output | target on fixed images
-            images, nrow = self.model.sample_grid(self.cfg["n_samples"])
         else:
-            images = self.model.generate_eval(self.model.fixed_inputs(self.cfg["n_samples"], g))
-            nrow = getattr(self.model, "grid_nrow", None)
-        save_grid(images, path, nrow=nrow)
+            if hasattr(self.model, "sample_grid"):  # e.g. translators: input | output | target on fixed images
+                images, nrow = self.model.sample_grid(self.cfg["n_samples"])
+            else:
+                images = self.model.generate_eval(self.model.fixed_inputs(self.cfg["n_samples"], g))
+                nrow = getattr(self.model, "grid_nrow", None)
+            save_grid(images, path, nrow=nrow)
+        if self._tb:
+            self._tb.image(path, self.step)
         return path
 
     def _evaluator(self):
@@ -479,6 +484,8 @@ class Trainer:
         if self.main:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
+            if self._tb:
+                self._tb.scalars(row)
         return row
 
     # -- the loop -------------------------------------------------------------------------
@@ -491,8 +498,14 @@ class Trainer:
         logged = self._trim_log()
         stop = {"flag": False}
         handlers = self._install_signals(stop)
-        bar = tqdm(total=cfg["steps"], initial=self.step, disable=not (self.progress and self.main),
+        # The bar where a person watches a terminal; plain lines where stderr goes to a file or pipe.
+        show, tty = self.progress and self.main, sys.stderr.isatty()
+        bar = tqdm(total=cfg["steps"], initial=self.step, disable=not (show and tty),
                    unit="step", dynamic_ncols=True, desc=cfg["model"])
+        plain = monitor.PlainProgress(cfg["model"], cfg["steps"], self.step,
+                                      cfg["progress_every"] or cfg["log_every"]) if show and not tty else None
+        if cfg.get("tensorboard") and self.main:
+            self._tb = monitor.TensorboardLog(self.out, self.step)
         start = time.time() - logged  # the log's clock continues across resumes
         t0, images, acc, last = time.time(), 0, {}, {}
         self.model.train()
@@ -510,6 +523,8 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k.endswith("loss")} |
                                     {"img/s": f"{last['img_per_s']:.0f}"})
                     t0, images, acc = time.time(), 0, {}
+                if plain:
+                    plain.update(self.step, last)
                 if cfg["sample_every"] and self.step % cfg["sample_every"] == 0:
                     self.write_samples()
                 if cfg["ckpt_every"] and self.step % cfg["ckpt_every"] == 0:
@@ -523,6 +538,8 @@ class Trainer:
         finally:
             bar.close()
             self._restore_signals(handlers)
+            if self._tb:  # what an interrupted run logged reaches the disk
+                self._tb.flush()
         self.save_checkpoint()
         return self.finish(last)
 
@@ -536,6 +553,9 @@ class Trainer:
         save_generator(self.model, self.out / "generator.safetensors")
         if (self.out / "metrics.jsonl").exists() and loss_plot(self.out / "metrics.jsonl", self.out / "losses.png"):
             result["loss_plot"] = self.out / "losses.png"
+        if self._tb:
+            self._tb.close()
+            result["tensorboard"] = self.out / "tensorboard"
         return result
 
     def _trim_log(self) -> float:
