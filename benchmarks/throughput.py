@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                 # both tables
     python benchmarks/throughput.py --part engine   # (a) engine img/s, gan and dcgan at 28x28 and 32x32
     python benchmarks/throughput.py --part compare  # (b) engine vs a PyTorch-GAN-style plain loop, 28x28
+    python benchmarks/throughput.py --part translation  # (c) pix2pix and CycleGAN: engine vs the authors' loop
 
 One iteration is one D update and one G update on a batch of ``--batch-size`` real images; img/s is
 ``batch size x iterations per second`` for both sides, so the two columns count the same work.
@@ -17,6 +18,14 @@ Timing: threads fixed (``--threads``), warm-up iterations excluded, engine and p
 interleaved so that load from other processes hits both alike, the median of ``--repeats`` runs
 reported. Data: the real MNIST test images (10,000) when found under $GANFORGE_DATA or
 ../shared/datasets, else scikit-learn's digits resized (the table says which).
+
+(c) The translators against a loop written as the authors' pytorch-CycleGAN-and-pix2pix trains:
+a DataLoader whose dataset turns each item into PIL images, resizes them to 286/256 of the size,
+crops and flips (jointly for a pair), converts and normalises; pix2pix runs G once, updates D on
+(A, G(A).detach()) and (A, B), then G on the cGAN loss plus 100 x L1; CycleGAN runs both
+generators and both cycles, updates G (D frozen) with the LSGAN, cycle and identity terms, then
+D_A and D_B on pooled fakes. Same networks (deep copies), same batch, ``.item()`` of the losses
+every step. Data: facades at 128x128 when found, else the embedded digits' edge domains at 32x32.
 """
 from __future__ import annotations
 
@@ -56,13 +65,13 @@ def load_images(size: int):
     return load_data("digits", image_size=size), "scikit-learn digits (1,797), resized"
 
 
-def make_trainer(model: str, raw, size: int, batch: int, out: Path, **sets):
+def make_trainer(model: str, raw, size: int, batch: int, out: Path, data: str | None = None, **sets):
     from ganforge import config as C
     from ganforge.registry import get_model_class
     from ganforge.training.engine import Trainer
 
     cls = get_model_class(model)
-    data = "mnist" if raw.name == "mnist" else "digits"
+    data = data or ("mnist" if raw.name == "mnist" else "digits")
     cfg = C.resolve(cls.defaults, {"model": model, "data": data, "image_size": size, "batch_size": batch,
                                    "device": "cpu", "sample_every": 0, "ckpt_every": 0}, sets)
     return Trainer(cfg, out, progress=False, raw=raw)
@@ -224,9 +233,155 @@ def part_compare(args) -> list:
     return ratios
 
 
+# ---------------------------------------------------------------------------- (c) translation
+class PairDataset(torch.utils.data.Dataset):
+    """The authors' aligned / unaligned datasets, from memory instead of disk: per item, PIL images
+    resized to the load size, a random crop (the same for A and B when paired) and flip, then
+    ToTensor and Normalize. Unpaired: B is a random item of its own domain."""
+
+    def __init__(self, a, b, size: int, paired: bool):
+        import torchvision.transforms as T
+
+        self.a, self.b, self.size, self.paired = a, b, size, paired
+        self.load = round(size * 286 / 256)
+        self.to_tensor = T.Compose([T.ToTensor(), T.Normalize([0.5] * a.shape[1], [0.5] * a.shape[1])])
+
+    def __len__(self):
+        return len(self.a)
+
+    def _jitter(self, img, oy, ox, flip):
+        from PIL import Image
+
+        img = img.resize((self.load, self.load), Image.Resampling.BICUBIC)
+        img = img.crop((ox, oy, ox + self.size, oy + self.size))
+        return self.to_tensor(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img)
+
+    def __getitem__(self, i):
+        import random
+
+        from PIL import Image
+
+        def pil(t):
+            a = t.permute(1, 2, 0).numpy()
+            return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+
+        j = i if self.paired else random.randrange(len(self.b))
+        room = self.load - self.size
+        crop = (random.randint(0, room), random.randint(0, room), random.random() < 0.5)
+        crop_b = crop if self.paired else (random.randint(0, room), random.randint(0, room), random.random() < 0.5)
+        return self._jitter(pil(self.a[i]), *crop), self._jitter(pil(self.b[j]), *crop_b)
+
+
+def _copies(*nets):
+    return [copy.deepcopy(n).train().requires_grad_(True) for n in nets]
+
+
+def plain_pix2pix(model, loader):
+    G, D = _copies(model.G, model.D)
+    c = model.cfg
+    opt_G = torch.optim.Adam(G.parameters(), lr=c["lr"], betas=tuple(c["betas"]))
+    opt_D = torch.optim.Adam(D.parameters(), lr=c["lr"], betas=tuple(c["betas"]))
+    bce, l1, log = torch.nn.BCEWithLogitsLoss(), torch.nn.L1Loss(), []
+    while True:
+        for a, b in loader:
+            fake = G(a)
+            D.requires_grad_(True)
+            opt_D.zero_grad()
+            p_fake, p_real = D(torch.cat([a, fake.detach()], 1)), D(torch.cat([a, b], 1))
+            loss_d = 0.5 * (bce(p_fake, torch.zeros_like(p_fake)) + bce(p_real, torch.ones_like(p_real)))
+            loss_d.backward()
+            opt_D.step()
+            D.requires_grad_(False)
+            opt_G.zero_grad()
+            p = D(torch.cat([a, fake], 1))
+            loss_g = bce(p, torch.ones_like(p)) + c["lambda_l1"] * l1(fake, b)
+            loss_g.backward()
+            opt_G.step()
+            log.append((loss_d.item(), loss_g.item()))
+            yield
+
+
+def plain_cyclegan(model, loader):
+    import itertools
+
+    from ganforge.nn import ImagePool
+
+    G_AB, G_BA, D_A, D_B = _copies(model.G_AB, model.G_BA, model.D_A, model.D_B)
+    c = model.cfg
+    opt_G = torch.optim.Adam(itertools.chain(G_AB.parameters(), G_BA.parameters()), lr=c["lr"], betas=tuple(c["betas"]))
+    opt_D = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=c["lr"], betas=tuple(c["betas"]))
+    pool_A, pool_B, l1, log = ImagePool(c["pool_size"]), ImagePool(c["pool_size"]), torch.nn.L1Loss(), []
+    lam, idt = c["lambda_cyc"], c["lambda_cyc"] * c["lambda_id"]
+
+    def ls(p, target):
+        return (p - target).pow(2).mean()
+
+    while True:
+        for a, b in loader:
+            fake_b, fake_a = G_AB(a), G_BA(b)
+            rec_a, rec_b = G_BA(fake_b), G_AB(fake_a)
+            D_A.requires_grad_(False), D_B.requires_grad_(False)
+            opt_G.zero_grad()
+            loss_g = ls(D_B(fake_b), 1) + ls(D_A(fake_a), 1) + lam * (l1(rec_a, a) + l1(rec_b, b))
+            if idt:
+                loss_g = loss_g + idt * (l1(G_AB(b), b) + l1(G_BA(a), a))
+            loss_g.backward()
+            opt_G.step()
+            D_A.requires_grad_(True), D_B.requires_grad_(True)
+            opt_D.zero_grad()
+            fa, fb = pool_A.query(fake_a.detach()), pool_B.query(fake_b.detach())
+            loss_d = 0.5 * (ls(D_A(a), 1) + ls(D_A(fa), 0)) + 0.5 * (ls(D_B(b), 1) + ls(D_B(fb), 0))
+            loss_d.backward()
+            opt_D.step()
+            log.append((loss_d.item(), loss_g.item()))
+            yield
+
+
+def part_translation(args) -> list:
+    """pix2pix and CycleGAN: the engine against the authors' style of loop (see the docstring)."""
+    from ganforge.data import load_data
+
+    root = find_data_root()
+    facades = root is not None and (root / "facades" / "train").is_dir()
+    size = 128 if facades else 32
+    cases = {"pix2pix": "facades" if facades else "digits-edges",
+             "cyclegan": "facades-unpaired" if facades else "digits-edges-unpaired"}
+    sets = {"g_width": args.translation_width, "d_width": args.translation_width}
+    rows, ratios = [], []
+    for model, data in cases.items():
+        if model not in args.translation_models:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            t = make_trainer(model, None, size, args.translation_batch, Path(tmp), data=data, **sets)
+            groups = [g for g in t.raw.groups.values()]
+            a = next(g["A"] for g in groups if "A" in g)
+            b = next(g["B"] for g in groups if "B" in g)
+            loader = torch.utils.data.DataLoader(PairDataset(a, b, size, paired=model == "pix2pix"),
+                                                 batch_size=args.translation_batch, shuffle=True, drop_last=True)
+            loop = (plain_pix2pix if model == "pix2pix" else plain_cyclegan)(t.model, loader)
+            time_plain(loop, 0, args.translation_warmup, args.translation_batch)
+            time_engine(t, 0, args.translation_warmup)
+            runs = {"engine": [], "plain": []}
+            for r in range(args.repeats):  # interleaved, alternating which goes first
+                order = ("engine", "plain") if r % 2 == 0 else ("plain", "engine")
+                for name in order:
+                    runs[name].append(time_engine(t, args.translation_iters, 0) if name == "engine" else
+                                      time_plain(loop, args.translation_iters, 0, args.translation_batch))
+        e, p = statistics.median(runs["engine"]), statistics.median(runs["plain"])
+        per_run = [x / y for x, y in zip(runs["engine"], runs["plain"])]
+        ratios.append(e / p)
+        rows.append((model, data, f"{size}x{size}", args.translation_batch, args.translation_width, f"{e:.2f}",
+                     f"{p:.2f}", f"{e / p:.2f}x", f"{min(per_run):.2f}-{max(per_run):.2f}"))
+    print(f"\n(c) translators: engine vs the authors' style of loop, same networks, CPU; {args.translation_iters} "
+          f"timed iterations per run after {args.translation_warmup} warm-up, median of {args.repeats} runs\n")
+    print(table(rows, ("model", "data", "size", "batch", "g/d width", "engine img/s", "plain img/s", "speed-up",
+                       "per-run range")))
+    return ratios
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=["engine", "compare", "all"], default="all")
+    p.add_argument("--part", choices=["engine", "compare", "translation", "all"], default="all")
     p.add_argument("--models", nargs="+", default=["gan", "dcgan"])
     p.add_argument("--sizes", nargs="+", type=int, default=[28, 32])
     p.add_argument("--batch-size", type=int, default=64)
@@ -236,6 +391,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--engine-set", action="append", default=[], metavar="KEY=VALUE",
                    help="also time the engine with this setting, e.g. amp=bf16 (repeatable)")
+    p.add_argument("--translation-models", nargs="+", default=["pix2pix", "cyclegan"])
+    p.add_argument("--translation-width", type=int, default=32, help="(c): g_width and d_width")
+    p.add_argument("--translation-batch", type=int, default=1, help="(c): the papers' batch size 1")
+    p.add_argument("--translation-iters", type=int, default=10)
+    p.add_argument("--translation-warmup", type=int, default=3)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: img per CPU-second of this process (robust on a shared machine)")
     args = p.parse_args(argv)
@@ -253,6 +413,9 @@ def main(argv=None) -> int:
     if args.part in ("compare", "all"):
         ratios = part_compare(args)
         print(f"\nslowest engine/plain ratio with the defaults: {min(ratios):.2f}x (target >= 1.3x)")
+    if args.part in ("translation", "all"):
+        ratios = part_translation(args)
+        print(f"\nslowest translator engine/plain ratio: {min(ratios):.2f}x (target: no slower, >= 1.0x)")
     return 0
 
 
