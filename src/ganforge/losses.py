@@ -13,6 +13,10 @@ Every function takes D's raw outputs (logits or critic values, any shape) and re
 - ``boundary``: Hjelm et al. 2018 (BGAN): D as in ``minimax``; G minimises
   0.5 * (log D - log(1 - D))^2 = 0.5 * logit^2, pulling its samples onto D's decision boundary.
 
+f-GAN (Nowozin et al. 2016): ``F_DIVERGENCES`` holds each f-divergence's generator f, output
+activation g_f and conjugate f*; ``f_bound`` is the variational lower bound D maximises, ``f_g_loss``
+G's loss.
+
 Helpers used by several models: ``gradient_penalty`` (WGAN-GP, and any model that wants a
 Lipschitz critic), ``pulling_away`` (EBGAN's repelling regulariser), ``check_loss`` (validation
 with the closest names, called when a model is built).
@@ -125,3 +129,60 @@ def pulling_away(h):
         return h.sum() * 0.0
     sim = (h @ h.t()).pow(2)
     return (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
+
+
+# ---------------------------------------------------------------------------- f-divergences
+class FDivergence:
+    """One row of Nowozin et al. 2016's Tables 1 and 2: the generator function ``f(u)`` of
+    D_f(P||Q) = E_Q[f(p/q)], the output activation ``g_f(v)`` that maps D's raw output v into the
+    domain of the conjugate, the conjugate ``f*(t)``, and ``conj_of_act(v)`` = f*(g_f(v)) written
+    so that it neither overflows nor loses digits for large |v| (the composite is all training needs)."""
+
+    def __init__(self, name, f, activation, conjugate, conj_of_act, about):
+        self.name, self.f, self.activation, self.conjugate = name, f, activation, conjugate
+        self.conj_of_act, self.about = conj_of_act, about
+
+
+_LOG2 = 0.6931471805599453
+F_DIVERGENCES = {d.name: d for d in (
+    FDivergence("kl", lambda u: u * torch.log(u), lambda v: v, lambda t: torch.exp(t - 1),
+                lambda v: torch.exp(v - 1), "Kullback-Leibler KL(P||Q): mode covering"),
+    FDivergence("reverse-kl", lambda u: -torch.log(u), lambda v: -torch.exp(-v), lambda t: -1 - torch.log(-t),
+                lambda v: v - 1, "reverse KL(Q||P): mode seeking"),
+    FDivergence("pearson", lambda u: (u - 1) ** 2, lambda v: v, lambda t: t * t / 4 + t,
+                lambda v: v * v / 4 + v, "Pearson chi^2"),
+    FDivergence("neyman", lambda u: (1 - u) ** 2 / u, lambda v: 1 - torch.exp(-v), lambda t: 2 - 2 * torch.sqrt(1 - t),
+                lambda v: 2 - 2 * torch.exp(-v / 2), "Neyman chi^2"),
+    FDivergence("squared-hellinger", lambda u: (torch.sqrt(u) - 1) ** 2, lambda v: 1 - torch.exp(-v),
+                lambda t: t / (1 - t), lambda v: torch.expm1(v), "squared Hellinger"),
+    FDivergence("jensen-shannon", lambda u: -(u + 1) * torch.log((1 + u) / 2) + u * torch.log(u),
+                lambda v: _LOG2 - F.softplus(-v), lambda t: -torch.log(2 - torch.exp(t)),
+                lambda v: F.softplus(v) - _LOG2, "Jensen-Shannon"),
+    FDivergence("gan", lambda u: u * torch.log(u) - (u + 1) * torch.log(u + 1), lambda v: -F.softplus(-v),
+                lambda t: -torch.log(1 - torch.exp(t)), lambda v: F.softplus(v),
+                "the original GAN's: 2 JS - log 4"),
+)}
+
+
+def f_divergence(name: str) -> FDivergence:
+    from .errors import ConfigError, closest
+
+    if name not in F_DIVERGENCES:
+        raise ConfigError(f"unknown divergence {name!r}{closest(str(name), F_DIVERGENCES)}; choose from "
+                          f"{', '.join(F_DIVERGENCES)}")
+    return F_DIVERGENCES[name]
+
+
+def f_bound(name: str, v_p, v_q):
+    """The variational lower bound E_P[g_f(V)] - E_Q[f*(g_f(V))] <= D_f(P||Q) (Nowozin et al., eq. 6)
+    from D's raw outputs on samples of P (the data) and of Q (the model); D maximises it."""
+    d = F_DIVERGENCES[name]
+    return d.activation(v_p.float()).mean() - d.conj_of_act(v_q.float()).mean()
+
+
+def f_g_loss(name: str, v_q, saddle: bool = False):
+    """G's loss: with ``saddle`` the paper's saddle point, G minimising the bound, whose only G term
+    is -E_Q[f*(g_f(V))]; otherwise its practical alternative (Sec. 3.2, like the non-saturating GAN
+    trick): maximise E_Q[g_f(V)], the same fixed point with stronger early gradients."""
+    d = F_DIVERGENCES[name]
+    return -d.conj_of_act(v_q.float()).mean() if saddle else -d.activation(v_q.float()).mean()
