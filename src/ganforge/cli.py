@@ -92,6 +92,8 @@ def cmd_train(args) -> int:
     if distributed.env_rank() != 0:
         return 0  # rank 0 reports for every process
     print(f"trained to step {result['step']}; run in {out}/")
+    if result.get("nan_skipped"):
+        print(f"  skipped:     {result['nan_skipped']} updates whose loss was not finite (nan_policy=skip)")
     if result.get("samples"):
         print(f"  samples:     {result['samples']}")
     if result.get("loss_plot"):

@@ -21,7 +21,7 @@ import torch
 
 from .. import config as C
 from ..data import DataSpec, GroupLoader, images_to_float, load_data, spec_of
-from ..errors import ConfigError, DataError, RunDirError
+from ..errors import ConfigError, DataError, DivergedError, RunDirError
 from ..files import atomic_save, atomic_write_bytes
 from ..models.base import batch_len
 from ..nn import moving_average_
@@ -201,6 +201,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         self.model.grad_scaler = self.scaler
         self.step = 0
+        self.nan_skipped = 0  # updates skipped for a non-finite loss (nan_policy=skip)
+        self._saved_step = None  # the step of the checkpoint on disk, for messages
         if resume_state is not None:
             # Rebuild the checkpoint's stage first, so that its networks and optimizers fit the state.
             for step in resume_state.get("grown", []):
@@ -304,7 +306,7 @@ class Trainer:
         return {"version": 1, "step": self.step, "spec": asdict(self.spec), "model": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
                 "scaler": self.scaler.state_dict(), "loader": self.loader.state_dict(), "rng": rng,
-                "grown": list(self._grown)}
+                "grown": list(self._grown), "nan_skipped": self.nan_skipped}
 
     def _load_state(self, state: dict) -> None:
         try:
@@ -320,11 +322,46 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.step = int(state["step"])
+        self.step = self._saved_step = int(state["step"])
+        self.nan_skipped = int(state.get("nan_skipped", 0))
 
     def save_checkpoint(self) -> None:
-        if self.main:
-            atomic_save(self.state_dict(), self.out / CKPT)
+        if not self.main:
+            return
+        # A finite loss can still give infinite gradients: never replace the last good checkpoint
+        # with weights that have already diverged (one sync per checkpoint, not per step).
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
+            raise DivergedError(f"the weights are not finite at step {self.step}, so no checkpoint was written; "
+                                f"{self._kept()}; {self._hint()}")
+        atomic_save(self.state_dict(), self.out / CKPT)
+        self._saved_step = self.step
+
+    def _kept(self) -> str:
+        if self._saved_step is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint (step {self._saved_step}) is kept in {self.out / CKPT}"
+
+    def _hint(self) -> str:
+        amp = ", --amp off" if self.cfg["amp"] != "off" else ""
+        return f"try a lower lr{amp}, or --set nan_policy=skip to skip such updates"
+
+    def _finite(self, phase: str, out: dict) -> bool:
+        """Whether the phase's loss is finite: one isfinite on a scalar per phase (a host sync).
+        On a non-finite loss, raise (nan_policy=stop) or count the update as skipped (skip)."""
+        bad = not bool(torch.isfinite(out["loss"].detach()).all())
+        if self.world > 1:  # every process must skip the same update, or their backward passes deadlock
+            bad = distributed.any_rank(bad, self.device)
+        if not bad:
+            return True
+        if self.cfg["nan_policy"] == "skip":
+            self.nan_skipped += 1
+            return False
+        terms = [k for k, v in out.items()
+                 if k != "loss" and torch.is_tensor(v) and not bool(torch.isfinite(v.detach()).all())]
+        which = f" (non-finite term: {', '.join(terms)})" if terms else ""
+        raise DivergedError(f"the loss became {float(out['loss'].detach().float().sum())} at step {self.step + 1} "
+                            f"in phase {phase}{which}; training stopped and {self._kept()}; {self._hint()}")
 
     # -- one iteration --------------------------------------------------------------------
     def _set_trainable(self, phase) -> None:
@@ -368,6 +405,8 @@ class Trainer:
                     images += batch_len(batch) * self.world
                 with self._autocast():
                     out = step(batch if phase.data else {"n": self.loader.local})
+                if not self._finite(phase.name, out):
+                    continue  # nan_policy=skip: no backward, no optimizer step, no after_phase
                 self.scaler.scale(out["loss"]).backward()
                 for o in opts:
                     self.scaler.step(o)
@@ -392,6 +431,8 @@ class Trainer:
         try:
             part = {}
             images = self._iteration(part)
+        except DivergedError:  # the model's numbers, not the compiler: eager would diverge too
+            raise
         except Exception as e:  # noqa: BLE001 - a real model error recurs below, uncompiled
             self._uncompile(e)
             self._compiled = False
@@ -461,6 +502,8 @@ class Trainer:
         row = {"step": self.step, "time": round(time.time() - start, 3)}
         row.update({k: round(v, 6) for k, v in zip(keys, values)})
         row.update(extra or {})
+        if self.nan_skipped:
+            row["nan_skipped"] = self.nan_skipped  # a running total
         row["img_per_s"] = round(images / max(time.time() - t0, 1e-9), 1)
         if self.main:
             with open(self.out / "metrics.jsonl", "a") as f:
@@ -513,7 +556,7 @@ class Trainer:
         return self.finish(last)
 
     def finish(self, last: dict) -> dict:
-        result = {"out": self.out, "step": self.step, "last": last}
+        result = {"out": self.out, "step": self.step, "last": last, "nan_skipped": self.nan_skipped}
         if not self.main:
             return result
         from ..report import loss_plot

@@ -1,0 +1,124 @@
+"""Faults, each shown by a test with real processes and real files (docs/faults.md lists them).
+
+Diverging losses, checkpoints killed mid-write, a full disk, two processes in one run directory,
+hostile or foreign checkpoints, corrupt images, and memory over a long run.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import ganforge
+from ganforge import config as C
+from ganforge.cli import main
+from ganforge.registry import get_model_class
+from ganforge.training.checkpoint import load_checkpoint
+from ganforge.training.engine import Trainer
+
+from conftest import QUIET, REPO, TINY_GAN
+
+CKPT = "checkpoints/last.pt"
+SRC = str(REPO / "src")
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ganforge: error:"), f"not a one-line error:\n{err}"
+    for n in needles:
+        assert n in lines[0], f"{n!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def all_finite(state):
+    return all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+# -- losses that become NaN or infinite -------------------------------------------------------------
+
+@pytest.fixture
+def nan_from(monkeypatch):
+    """``nan_from(k, until)``: gan's D loss gets a NaN term ``boom`` from its k-th D update on (0-based)
+    up to ``until``, as a diverging model would give it."""
+    def arm(k, until=None):
+        calls = []
+
+        def d_regularizer(self, real, fake):
+            calls.append(1)
+            bad = k <= len(calls) - 1 < (until if until is not None else 1 << 30)
+            return {"boom": real.new_full((), float("nan")) if bad else real.new_zeros(())}
+
+        monkeypatch.setattr(get_model_class("gan"), "d_regularizer", d_regularizer)
+    return arm
+
+
+def test_nan_loss_stops_with_step_phase_and_term_and_keeps_the_last_good_checkpoint(capsys, tmp_path, nan_from):
+    out = tmp_path / "run"
+    nan_from(5)  # the 6th iteration, step 6; checkpoints every 2 steps: step 4 is the last good one
+    code, _, err = run_cli(capsys, "train", "gan", "--steps", "20", "--batch-size", "16", "--out", out, "--quiet",
+                           *[f"--set={k}={v}" for k, v in {**TINY_GAN, "log_every": 1, "ckpt_every": 2,
+                                                          "sample_every": 0}.items()])
+    line = one_line_error(code, err, "nan", "step 6", "phase D", "boom", "step 4", "lower lr", "nan_policy=skip")
+    assert "Traceback" not in err, line
+    state = load_checkpoint(out / CKPT)
+    assert state["step"] == 4 and all_finite(state)
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5], "a step with a NaN loss was logged"
+    # the run resumes from the checkpoint like any stopped run (and diverges again, here, at once)
+    code, _, err = run_cli(capsys, "train", "--resume", out, "--quiet")
+    one_line_error(code, err, "phase D", "step 4")
+
+
+def test_nan_policy_skip_skips_the_update_and_counts_it(tmp_path, nan_from):
+    cls = get_model_class("gan")
+    cfg = C.resolve(cls.defaults, {"model": "gan", "batch_size": 16, **QUIET, **TINY_GAN, "nan_policy": "skip"})
+    t = Trainer(cfg, tmp_path, progress=False)
+    nan_from(0)
+    d0, g0 = [p.detach().clone() for p in t.model.D.parameters()], [p.detach().clone() for p in t.model.G.parameters()]
+    t.train_step({})
+    assert all(torch.equal(a, b) for a, b in zip(d0, t.model.D.parameters())), "a skipped D update changed D"
+    assert all(p.grad is None for p in t.model.D.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(g0, t.model.G.parameters())), "G's finite update was skipped too"
+    assert t.nan_skipped == 1
+
+    nan_from(3, until=5)  # two bad D updates in a real run: skipped, counted, logged, and training goes on
+    r = ganforge.train("gan", out=tmp_path / "run", steps=8, data="digits", batch_size=16, progress=False,
+                       sets={**TINY_GAN, "log_every": 2, "sample_every": 0, "nan_policy": "skip"})
+    assert r["step"] == 8 and r["nan_skipped"] == 2
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row.get("nan_skipped", 0) for row in rows] == [0, 1, 2, 2]  # steps 4 and 5
+    assert all(v == v for row in rows for k, v in row.items() if k.endswith("loss")), "a NaN loss was averaged in"
+    assert all_finite(load_checkpoint(tmp_path / "run" / CKPT))
+
+
+def test_diverged_weights_never_replace_the_last_good_checkpoint(tmp_path):
+    cls = get_model_class("gan")
+    cfg = C.resolve(cls.defaults, {"model": "gan", "batch_size": 16, **QUIET, **TINY_GAN})
+    t = Trainer(cfg, tmp_path, progress=False)
+    t.train_step({})
+    t.step = 1
+    t.save_checkpoint()
+    with torch.no_grad():
+        next(t.model.G.parameters())[0] = float("inf")  # a finite loss can still give an infinite update
+    t.step = 2
+    with pytest.raises(ganforge.errors.DivergedError, match="not finite at step 2.*step 1"):
+        t.save_checkpoint()
+    state = load_checkpoint(tmp_path / CKPT)
+    assert state["step"] == 1 and all_finite(state)
+
+
+def test_nan_policy_is_checked(tmp_path):
+    with pytest.raises(C.ConfigError, match="nan_policy"):
+        C.resolve(get_model_class("gan").defaults, {"model": "gan", "nan_policy": "ignore"})
+    assert C.ENGINE_DEFAULTS["nan_policy"] == "stop"
