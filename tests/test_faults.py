@@ -122,3 +122,64 @@ def test_nan_policy_is_checked(tmp_path):
     with pytest.raises(C.ConfigError, match="nan_policy"):
         C.resolve(get_model_class("gan").defaults, {"model": "gan", "nan_policy": "ignore"})
     assert C.ENGINE_DEFAULTS["nan_policy"] == "stop"
+
+
+# -- hostile and foreign checkpoints ----------------------------------------------------------------
+
+def _tiny_run(out, steps=2, **sets):
+    return ganforge.train("gan", out=out, steps=steps, data="digits", batch_size=16, progress=False,
+                          sets={**QUIET, **TINY_GAN, **sets})
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a checkpoint from a stranger could hold."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_checkpoint_that_runs_code_is_refused_without_running_it(capsys, tmp_path, how):
+    import pickle
+
+    out = tmp_path / "run"
+    _tiny_run(out)
+    marker = tmp_path / "pwned"
+    evil = {**torch.load(out / CKPT, weights_only=True), "model": _Payload(marker)}
+    with open(out / CKPT, "wb") as f:
+        torch.save(evil, f) if how == "torch.save" else pickle.dump(evil, f)
+    with open(out / CKPT, "rb") as f:  # the payload is live: an unrestricted load runs it
+        torch.load(f, weights_only=False) if how == "torch.save" else pickle.load(f)
+    assert marker.exists()
+    marker.unlink()
+    for argv in (["sample", out, "--out", tmp_path / "s.png"], ["train", "--resume", out, "--steps", "4"]):
+        code, _, err = run_cli(capsys, *argv)
+        line = one_line_error(code, err, "last.pt", "nothing in it was run")
+        # a torch checkpoint reaches the payload's global; a plain pickle fails earlier, on its framing
+        assert ("refused" in line and "posix.system" in line) if how == "torch.save" else "corrupt" in line
+        assert not marker.exists(), f"`ganforge {argv[0]}` ran the checkpoint's code"
+
+
+def test_checkpoint_format_is_checked_and_older_ones_still_load(capsys, tmp_path):
+    out = tmp_path / "run"
+    _tiny_run(out)
+    good = torch.load(out / CKPT, weights_only=True)
+    assert good["version"] == ganforge.training.checkpoint.FORMAT
+
+    torch.save({**good, "version": 99}, out / CKPT)  # from a future ganforge
+    code, _, err = run_cli(capsys, "train", "--resume", out, "--steps", "4")
+    one_line_error(code, err, "format 99", "newer", "upgrade")
+
+    torch.save({k: v for k, v in good.items() if k not in ("optimizers", "loader")}, out / CKPT)
+    code, _, err = run_cli(capsys, "sample", out, "--out", tmp_path / "s.png")
+    one_line_error(code, err, "not a ganforge checkpoint", "optimizers, loader")
+
+    torch.save([1, 2, 3], out / CKPT)
+    code, _, err = run_cli(capsys, "train", "--resume", out, "--steps", "4")
+    one_line_error(code, err, "not a ganforge checkpoint", "list")
+
+    torch.save({k: v for k, v in good.items() if k != "version"}, out / CKPT)  # before the field existed
+    assert ganforge.train(resume=out, steps=4, progress=False)["step"] == 4

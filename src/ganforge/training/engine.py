@@ -27,7 +27,7 @@ from ..models.base import batch_len
 from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed
-from .checkpoint import load_checkpoint, save_generator
+from .checkpoint import FORMAT, load_checkpoint, save_generator
 from .schedule import lr_factor
 
 CKPT = "checkpoints/last.pt"
@@ -303,7 +303,7 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"version": 1, "step": self.step, "spec": asdict(self.spec), "model": self.model.state_dict(),
+        return {"version": FORMAT, "step": self.step, "spec": asdict(self.spec), "model": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
                 "scaler": self.scaler.state_dict(), "loader": self.loader.state_dict(), "rng": rng,
                 "grown": list(self._grown), "nan_skipped": self.nan_skipped}
