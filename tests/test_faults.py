@@ -183,3 +183,64 @@ def test_checkpoint_format_is_checked_and_older_ones_still_load(capsys, tmp_path
 
     torch.save({k: v for k, v in good.items() if k != "version"}, out / CKPT)  # before the field existed
     assert ganforge.train(resume=out, steps=4, progress=False)["step"] == 4
+
+
+# -- processes in one run directory, and processes killed ------------------------------------------
+
+def _env(**extra):
+    return dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+                **extra)
+
+
+def _start(out, *argv, env=None):
+    """A real `ganforge train` process: a tiny gan on the digits that would run for ever."""
+    cmd = [sys.executable, "-m", "ganforge", "train", *argv, "--quiet"]
+    if "--resume" not in argv:
+        cmd += ["gan", "--out", str(out), "--steps", "100000000", "--batch-size", "16",
+                *[f"--set={k}={v}" for k, v in TINY_GAN.items()]]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or _env())
+
+
+def _wait_for(proc, what, timeout=120):
+    deadline = time.time() + timeout
+    while not what():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the training process never got there: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.02)
+
+
+def _logged(out, n=1):
+    log = out / "metrics.jsonl"
+    return lambda: log.exists() and log.read_text().count("\n") >= n
+
+
+def _kill(proc):
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow  # three processes start (~20 s on a busy 2-core CPU)
+def test_a_second_process_is_refused_and_a_killed_holders_lock_is_not_stale(capsys, tmp_path):
+    out = tmp_path / "run"
+    holder = _start(out, "--set=log_every=1", "--set=ckpt_every=5", "--set=sample_every=0")
+    try:
+        _wait_for(holder, _logged(out))
+        second = subprocess.run([sys.executable, "-m", "ganforge", "train", "--resume", str(out), "--quiet"],
+                                capture_output=True, text=True, env=_env(), timeout=120)
+        one_line_error(second.returncode, second.stderr, "in use by another ganforge process", f"pid {holder.pid}")
+        code, _, err = run_cli(capsys, "train", "gan", "--out", out, "--force", "--steps", "3", "--quiet",
+                               "--batch-size", "16")
+        one_line_error(code, err, "in use", f"pid {holder.pid}")
+        assert is_running(holder), "the second process disturbed the first"
+        _wait_for(holder, lambda: (out / CKPT).exists())
+    finally:
+        _kill(holder)
+    # the kernel released the dead holder's lock: the run resumes at once
+    step = load_checkpoint(out / CKPT)["step"]
+    assert ganforge.train(resume=out, steps=step + 2, progress=False)["step"] == step + 2
+
+
+def is_running(proc):
+    return proc.poll() is None

@@ -28,6 +28,7 @@ from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed
 from .checkpoint import FORMAT, load_checkpoint, save_generator
+from .runlock import LOCK, run_lock
 from .schedule import lr_factor
 
 CKPT = "checkpoints/last.pt"
@@ -58,6 +59,11 @@ def pick_device(name: str) -> torch.device:
 
 def is_run(path: Path) -> bool:
     return (Path(path) / "config.yaml").is_file()
+
+
+def _holds_files(path: Path) -> bool:
+    """Whether the directory holds anything but a run lock (which a finished run leaves behind)."""
+    return path.is_dir() and any(p.name != LOCK for p in path.iterdir())
 
 
 def build_model(cfg: dict, spec: DataSpec):
@@ -124,7 +130,7 @@ def _default_out(cfg: dict) -> Path:
     data = cfg["data"].replace("folder:", "").replace("/", "_").strip("_.") or "data"
     base = Path("runs") / f"{cfg['model']}-{data}"
     out, i = base, 1
-    while out.exists() and any(out.iterdir()):
+    while _holds_files(out):
         i += 1
         out = base.with_name(f"{base.name}-{i}")
     return out
@@ -133,7 +139,7 @@ def _default_out(cfg: dict) -> Path:
 def _prepare_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if _holds_files(out):
         if not force:
             what = "already holds a run" if is_run(out) else "exists and is not empty"
             raise RunDirError(f"{out} {what}: continue it with --resume {out}, or pass --force to start over")
@@ -617,7 +623,8 @@ def train(model: str | None = None, *, out=None, resume=None, force: bool = Fals
                                   config_file=config_file, sets=sets, progress=progress, **flags)
     info = []
     try:
-        return _train(model, out, resume, force, steps, config_file, sets, progress, flags, info)
+        with contextlib.ExitStack() as lock:
+            return _train(model, out, resume, force, steps, config_file, sets, progress, flags, info, lock)
     finally:
         if info:
             distributed.cleanup()
@@ -632,13 +639,20 @@ def _join(cfg: dict, info: list):
     return d.rank, d.world
 
 
-def _train(model, out, resume, force, steps, config_file, sets, progress, flags, info) -> dict:
+def _lock(out: Path, lock: contextlib.ExitStack) -> None:
+    """The process that writes the run (rank 0) holds its directory until training ends."""
+    if distributed.env_rank() == 0:
+        lock.enter_context(run_lock(out))
+
+
+def _train(model, out, resume, force, steps, config_file, sets, progress, flags, info, lock) -> dict:
     if resume is not None:
         out = Path(resume)
         if not is_run(out):
             raise RunDirError(f"{out} is not a ganforge run (no config.yaml); nothing to resume")
         if model is not None or flags or sets or config_file:
             raise ConfigError("--resume continues a run with its own settings; only --steps may change")
+        _lock(out, lock)
         cfg = run_config(out, **({} if steps is None else {"steps": steps}))
         state = load_checkpoint(out / CKPT)
         trainer = Trainer(cfg, out, resume_state=state, progress=progress, dist=_join(cfg, info))
@@ -656,12 +670,13 @@ def _train(model, out, resume, force, steps, config_file, sets, progress, flags,
         flags["steps"] = steps
     cfg = C.resolve(cls.defaults, {"model": cls.name}, file_layer, flags, sets or {})
     out = Path(out) if out else _default_out(cfg)
-    if out.exists() and any(out.iterdir()) and not force:  # fail before the slow part
+    if _holds_files(out) and not force:  # fail before the slow part
         _prepare_out(out, force)
     # loads data and builds the model: may still fail
     trainer = Trainer(cfg, out, progress=progress, dist=_join(cfg, info))
     distributed.barrier()  # every process has checked `out` before rank 0 writes into it
     if trainer.main:
+        _lock(out, lock)  # then look again: another process may have started a run here meanwhile
         _prepare_out(out, force)
         C.save_yaml(cfg, out / "config.yaml")
     distributed.barrier()
