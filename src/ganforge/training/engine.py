@@ -22,7 +22,7 @@ import torch
 from .. import config as C
 from ..data import DataSpec, GroupLoader, images_to_float, load_data, spec_of
 from ..errors import ConfigError, DataError, DivergedError, RunDirError
-from ..files import atomic_save, atomic_write_bytes
+from ..files import atomic_save, atomic_write_bytes, remove_temps
 from ..models.base import batch_len
 from ..nn import moving_average_
 from ..registry import get_model_class
@@ -523,6 +523,8 @@ class Trainer:
         cfg = self.cfg
         if self.step >= cfg["steps"]:
             raise ConfigError(f"run is already at step {self.step}; pass --steps larger than that to go on")
+        if self.main:  # a write killed before its rename left these; the run's own files are whole
+            remove_temps(self.out, self.out / "checkpoints", self.out / "samples")
         logged = self._trim_log()
         stop = {"flag": False}
         handlers = self._install_signals(stop)
@@ -579,10 +581,16 @@ class Trainer:
         log = self.out / "metrics.jsonl"
         if not (self.main and log.exists()):
             return 0.0
-        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        text = log.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        n = len(lines)
+        try:
+            json.loads(lines[-1]) if lines else None
+        except json.JSONDecodeError:  # a row whose append a kill cut short; its step is redone
+            lines.pop()
         rows = [json.loads(line) for line in lines]
         keep = [line for line, row in zip(lines, rows) if row["step"] <= self.step]
-        if len(keep) != len(lines):
+        if len(keep) != n or not text.endswith("\n"):  # rows appended later must start a line
             atomic_write_bytes(log, ("\n".join(keep) + "\n" if keep else "").encode())
         return json.loads(keep[-1])["time"] if keep else 0.0
 
@@ -654,7 +662,9 @@ def _train(model, out, resume, force, steps, config_file, sets, progress, flags,
             raise ConfigError("--resume continues a run with its own settings; only --steps may change")
         _lock(out, lock)
         cfg = run_config(out, **({} if steps is None else {"steps": steps}))
-        state = load_checkpoint(out / CKPT)
+        state = load_checkpoint(out / CKPT) if (out / CKPT).exists() else None
+        if state is None:  # stopped before its first checkpoint: nothing to lose by starting again
+            print(f"ganforge: {out} has no checkpoint yet; training it from step 0", file=sys.stderr, flush=True)
         trainer = Trainer(cfg, out, resume_state=state, progress=progress, dist=_join(cfg, info))
         distributed.barrier()  # every process has read the run before rank 0 rewrites its config
         if trainer.main:
