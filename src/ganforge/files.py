@@ -33,9 +33,14 @@ def _atomic(path: Path, write) -> None:
             time.sleep(_DELAY)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are ordinary user files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        # A full disk (ENOSPC, EDQUOT, EFBIG): name the file, and undo torch.save's wrapping of the
+        # OSError in a RuntimeError that says only "unexpected pos".
+        cause = e if isinstance(e, OSError) else e.__context__ if isinstance(e, RuntimeError) else None
+        if isinstance(cause, OSError) and cause.errno and not cause.filename:
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
         raise
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import json
 import shutil
 import signal
@@ -340,7 +341,12 @@ class Trainer:
         if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
             raise DivergedError(f"the weights are not finite at step {self.step}, so no checkpoint was written; "
                                 f"{self._kept()}; {self._hint()}")
-        atomic_save(self.state_dict(), self.out / CKPT)
+        try:
+            atomic_save(self.state_dict(), self.out / CKPT)
+        except OSError as e:
+            full = " (is the disk full?)" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+            raise RunDirError(f"cannot write the checkpoint of step {self.step}: {e.strerror}{full}; "
+                              f"{self._kept()}") from None
         self._saved_step = self.step
 
     def _kept(self) -> str:
@@ -512,8 +518,12 @@ class Trainer:
             row["nan_skipped"] = self.nan_skipped  # a running total
         row["img_per_s"] = round(images / max(time.time() - t0, 1e-9), 1)
         if self.main:
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            log = self.out / "metrics.jsonl"
+            try:
+                with open(log, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            except OSError as e:  # a full disk: say which file
+                raise OSError(e.errno, e.strerror, str(log)) from None
         return row
 
     # -- the loop -------------------------------------------------------------------------
