@@ -333,3 +333,51 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(
     assert (out / CKPT).read_bytes() == before and load_checkpoint(out / CKPT)["step"] == 4
     assert _temps(out) == [], "the failed write left its temporary file"
     assert ganforge.train(resume=out, steps=6, progress=False)["step"] == 6  # and with room again, it goes on
+
+
+# -- corrupt images in a folder ---------------------------------------------------------------------
+
+def _image_folder(folder, good=6, bad=()):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(good):
+        Image.fromarray(np.full((16, 16), i * 40, np.uint8)).save(folder / f"ok{i}.png")
+    png = io.BytesIO()
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(png, format="PNG")
+    kinds = {"garbage": b"\x89PNG\r\n\x1a\n this is not an image", "empty": b"",
+             "truncated": png.getvalue()[:-40]}  # a whole header, pixels cut off: fails only when decoded
+    for name in bad:
+        (folder / name).write_bytes(kinds[name.split(".")[0].rstrip("0123456789")])
+    return folder
+
+
+def test_corrupt_images_are_all_named_and_skip_bad_images_trains_on_the_rest(capsys, tmp_path):
+    folder = _image_folder(tmp_path / "imgs", bad=("garbage.png", "empty.jpg", "truncated.png"))
+    argv = ["train", "gan", "--data", f"folder:{folder}", "--steps", "2", "--batch-size", "4", "--quiet",
+            *[f"--set={k}={v}" for k, v in {**TINY_GAN, "sample_every": 0}.items()]]
+    code, _, err = run_cli(capsys, *argv, "--out", tmp_path / "a")
+    one_line_error(code, err, "3 of the 9 images", "garbage.png", "empty.jpg", "truncated.png", "--skip-bad-images")
+    assert not (tmp_path / "a").exists()
+
+    code, out, err = run_cli(capsys, *argv, "--out", tmp_path / "b", "--skip-bad-images")
+    assert code == 0 and "trained to step 2" in out, err
+    assert "skipped 3 of the 9 images" in err and "truncated.png" in err
+    assert C.load_yaml(tmp_path / "b" / "config.yaml")["skip_bad_images"] is True  # a resume skips them too
+    assert ganforge.train(resume=tmp_path / "b", steps=3, progress=False)["step"] == 3
+
+
+def test_many_corrupt_images_make_a_line_of_sensible_length(tmp_path):
+    from ganforge.data.folder import load_folder
+
+    folder = _image_folder(tmp_path / "imgs", good=2, bad=[f"garbage{i:02d}.png" for i in range(40)])
+    with pytest.raises(ganforge.errors.DataError) as e:
+        load_folder(folder)
+    msg = str(e.value)
+    assert "40 of the 42 images" in msg and "garbage04.png" in msg and "and 35 more" in msg
+    assert "garbage05.png" not in msg and len(msg) < 400 and "\n" not in msg
+    raw = load_folder(folder, skip_bad=True)
+    assert len(raw.x) == 2 and "40 unreadable skipped" in raw.note

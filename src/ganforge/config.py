@@ -45,6 +45,7 @@ ENGINE_DEFAULTS: dict = {
     "eval_features": "auto",  # digits | inception; auto: digits for mnist/digits, else inception
     "nan_policy": "stop",  # a non-finite loss: stop (keeping the last good checkpoint) | skip (that update)
     "download": False,
+    "skip_bad_images": False,  # folder:PATH: leave out unreadable images (with a warning) rather than refuse
     "data_root": None,  # None: $GANFORGE_DATA or ~/.cache/ganforge/data
     # Improved-GAN techniques (Salimans et al. 2016), for models with the default GAN steps.
     "feature_matching": False,  # G matches the mean of D's features on real data

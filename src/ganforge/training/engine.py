@@ -168,7 +168,8 @@ class Trainer:
 
         cls = get_model_class(cfg["model"])
         raw = raw if raw is not None else load_data(cfg["data"], cfg["image_size"], root=cfg["data_root"],
-                                                     download=cfg["download"], **cls.data_options(cfg))
+                                                     download=cfg["download"], skip_bad=cfg["skip_bad_images"],
+                                                     **cls.data_options(cfg))
         self.raw = raw
         self.spec = spec_of(cfg["data"], cfg["image_size"], raw=raw)
         _check_fit(cls, self.spec, raw)
