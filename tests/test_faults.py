@@ -381,3 +381,44 @@ def test_many_corrupt_images_make_a_line_of_sensible_length(tmp_path):
     assert "garbage05.png" not in msg and len(msg) < 400 and "\n" not in msg
     raw = load_folder(folder, skip_bad=True)
     assert len(raw.x) == 2 and "40 unreadable skipped" in raw.note
+
+
+# -- a long run -------------------------------------------------------------------------------------
+
+SOAK = """
+import json, sys
+import ganforge
+from ganforge.training.engine import Trainer
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+seen, save = [], Trainer.save_checkpoint
+def save_and_measure(self):
+    save(self)
+    seen.append((self.step, rss_kb()))
+Trainer.save_checkpoint = save_and_measure
+ganforge.train("dcgan", out=sys.argv[1], steps=int(sys.argv[2]), data="digits", batch_size=16, progress=False,
+               eval_every=200, sets={"g_width": 8, "d_width": 8, "z_dim": 16, "log_every": 10, "ckpt_every": 20,
+                                     "sample_every": 20, "eval_n": 200, "eval_metrics": "fd,classes"})
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.slow  # about 30 s
+def test_a_long_run_with_frequent_checkpoints_samples_and_evaluation_keeps_a_flat_memory_footprint(tmp_path):
+    steps = 1200
+    t = time.time()
+    r = subprocess.run([sys.executable, "-c", SOAK, str(tmp_path / "run"), str(steps)], capture_output=True,
+                       text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    seen = json.loads(r.stdout.splitlines()[-1])
+    # after the first evaluation (which loads the feature network) the footprint is warm
+    warm = [kb for step, kb in seen if step >= 200]
+    base, end, peak = warm[0], warm[-1], max(warm)
+    print(f"\nVmRSS over {steps} steps, {len(seen)} checkpoints and sample grids, {steps // 200} evaluations, "
+          f"{time.time() - t:.0f} s: {seen[0][1] / 1024:.1f} MiB at step {seen[0][0]}, {base / 1024:.1f} MiB at "
+          f"step 200, {end / 1024:.1f} MiB at the end (peak {peak / 1024:.1f} MiB)")
+    assert len(warm) >= 40
+    assert end - base < 24 << 10 and peak - base < 32 << 10, f"memory grew: {seen}"
