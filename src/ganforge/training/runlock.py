@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import socket
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are unguarded, as before
+    fcntl = None
 
 from ..errors import RunDirError
 
@@ -26,6 +30,9 @@ def run_lock(out: Path):
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
     fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
