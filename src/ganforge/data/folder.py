@@ -43,6 +43,11 @@ def _header(path: Path) -> tuple[str, tuple[int, int]]:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
+def _why(err: DataError, path: Path) -> str:
+    """Pillow's reason alone: the message minus our prefix, with the file's path shortened to its name."""
+    return str(err).split(": ", 1)[-1].replace(str(path), path.name)
+
+
 def _bad_files(root: Path, bad: dict) -> str:
     """'a.png (why), b.png, ... and N more': the first few unreadable files, the first with its reason."""
     names = [str(p.relative_to(root)) for p in bad]
@@ -93,7 +98,7 @@ def load_folder(path, image_size: int | None = None, channels: int | None = None
             try:
                 headers.append(_header(p))
             except DataError as e:
-                bad[p] = str(e).split(": ", 1)[-1]
+                bad[p] = _why(e, p)
         if not headers:
             raise DataError(f"none of the {len(files):,} images in {root} can be read: {_bad_files(root, bad)}")
         if channels is None:
@@ -111,7 +116,7 @@ def load_folder(path, image_size: int | None = None, channels: int | None = None
         try:
             im = _read(p, mode)
         except DataError as e:  # a header can be whole where the pixels are not
-            bad[p] = str(e).split(": ", 1)[-1]
+            bad[p] = _why(e, p)
             continue
         w, h = im.size
         if (w, h) != (s, s):
@@ -125,11 +130,11 @@ def load_folder(path, image_size: int | None = None, channels: int | None = None
 
     skipped = ""
     if bad:
-        what = f"{len(bad)} of the {len(files):,} images in {root} cannot be read: {_bad_files(root, bad)}"
+        what, which = f"{len(bad)} of the {len(files):,} images in {root}", _bad_files(root, bad)
         if not skip_bad or len(bad) == len(files):
-            raise DataError(f"{what}; pass --skip-bad-images to train on the rest" if len(bad) < len(files)
-                            else what)
-        print(f"ganforge: warning: skipped {what}", file=sys.stderr, flush=True)
+            hint = "; pass --skip-bad-images to train on the rest" if len(bad) < len(files) else ""
+            raise DataError(f"{what} cannot be read: {which}{hint}")
+        print(f"ganforge: warning: skipped {what}, which cannot be read: {which}", file=sys.stderr, flush=True)
         good = [i for i, p in enumerate(files) if p not in bad]
         x, files = x[good], [files[i] for i in good]
         y = y[good] if y is not None else None
