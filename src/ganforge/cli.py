@@ -81,6 +81,8 @@ def cmd_train(args) -> int:
         flags["download"] = True
     if args.compile:
         flags["compile"] = True
+    if args.skip_bad_images:
+        flags["skip_bad_images"] = True
     if args.amp:
         flags["amp"] = args.amp
     if args.tensorboard:
@@ -94,6 +96,8 @@ def cmd_train(args) -> int:
     if distributed.env_rank() != 0:
         return 0  # rank 0 reports for every process
     print(f"trained to step {result['step']}; run in {out}/")
+    if result.get("nan_skipped"):
+        print(f"  skipped:     {result['nan_skipped']} updates whose loss was not finite (nan_policy=skip)")
     if result.get("samples"):
         print(f"  samples:     {result['samples']}")
     if result.get("loss_plot"):
@@ -261,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace the run already in --out")
     s.add_argument("--data-root", help="folder holding downloadable data sets")
     s.add_argument("--download", action="store_true", help="download the data set if missing")
+    s.add_argument("--skip-bad-images", action="store_true",
+                   help="folder:PATH data: train on the readable images, leaving out (and naming) the rest")
     s.add_argument("--eval-every", type=int, metavar="N",
                    help="evaluate every N steps, logged in metrics.jsonl (sample count: --set eval_n=...)")
     s.add_argument("--quiet", action="store_true", help="no progress bar (nor, in a log file, progress lines)")

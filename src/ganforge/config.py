@@ -45,7 +45,9 @@ ENGINE_DEFAULTS: dict = {
     "eval_n": 1000,  # samples per evaluation during training (kept small: it runs often)
     "eval_metrics": "auto",  # comma-separated, see `ganforge eval --help`; auto: by data kind
     "eval_features": "auto",  # digits | inception; auto: digits for mnist/digits, else inception
+    "nan_policy": "stop",  # a non-finite loss: stop (keeping the last good checkpoint) | skip (that update)
     "download": False,
+    "skip_bad_images": False,  # folder:PATH: leave out unreadable images (with a warning) rather than refuse
     "data_root": None,  # None: $GANFORGE_DATA or ~/.cache/ganforge/data
     # Improved-GAN techniques (Salimans et al. 2016), for models with the default GAN steps.
     "feature_matching": False,  # G matches the mean of D's features on real data
@@ -178,6 +180,8 @@ def check_limits(cfg: dict) -> None:
         raise ConfigError(f"historical_averaging is a weight >= 0, got {cfg.get('historical_averaging')!r}")
     if len(cfg.get("betas", (0, 0))) != 2:  # Adam's two decays: a length that means something
         raise ConfigError(f"betas must be a list of 2 numbers, got {cfg.get('betas')!r}")
+    if cfg.get("nan_policy") not in ("stop", "skip"):
+        raise ConfigError(f"nan_policy must be stop or skip, got {cfg.get('nan_policy')!r}")
     if cfg.get("amp") not in ("off", "bf16", "fp16"):
         raise ConfigError(f"amp must be off, bf16 or fp16, got {cfg.get('amp')!r}")
     if cfg.get("device") not in ("auto", "cpu", "cuda") and not str(cfg.get("device")).startswith("cuda:"):

@@ -25,6 +25,10 @@ class RunDirError(GanforgeError):
     """A run directory that is not one, or that would be overwritten."""
 
 
+class DivergedError(GanforgeError):
+    """Training produced a loss or weights that are not finite (NaN or infinite)."""
+
+
 def closest(name: str, choices, n: int = 3) -> str:
     """' (did you mean a, b?)' for a misspelt name, or '' when nothing is close."""
     hits = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)

@@ -9,8 +9,14 @@ the engine.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
+
+# What _atomic's temporary files look like (mkstemp's random part is 8 characters); a process killed
+# between writing and renaming leaves one behind, which remove_temps() clears away.
+_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 
 
 def _atomic(path: Path, write) -> None:
@@ -23,12 +29,34 @@ def _atomic(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if _DELAY:  # tests only: widen the window in which a kill finds the write done but not renamed
+            time.sleep(_DELAY)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are ordinary user files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        # A full disk (ENOSPC, EDQUOT, EFBIG): name the file, and undo torch.save's wrapping of the
+        # OSError in a RuntimeError that says only "unexpected pos".
+        cause = e if isinstance(e, OSError) else e.__context__ if isinstance(e, RuntimeError) else None
+        if isinstance(cause, OSError) and cause.errno and not cause.filename:
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
         raise
+
+
+_DELAY = float(os.environ.get("GANFORGE_FAULT_WRITE_DELAY") or 0)
+
+
+def remove_temps(*folders: Path) -> int:
+    """Delete the temporary files that killed writers left in ``folders``; return how many.
+    Only for folders no other process is writing into (a run directory under its lock)."""
+    n = 0
+    for folder in folders:
+        for p in Path(folder).glob(".*.tmp") if Path(folder).is_dir() else ():
+            if _TEMP.fullmatch(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

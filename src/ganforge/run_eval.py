@@ -73,7 +73,8 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     kind = model.spec.kind
     real = None
     if kind == "image":
-        real = load_data(data, cfg.get("image_size"), root=data_root or cfg.get("data_root")).x
+        real = load_data(data, cfg.get("image_size"), root=data_root or cfg.get("data_root"),
+                         skip_bad=cfg["skip_bad_images"]).x
     n = n or (TOY_N if kind == "points" else 10_000)
     ref_name = data
     if baseline == "real":

@@ -196,13 +196,14 @@ def _check_name(name: str) -> None:
 
 
 def load_raw(name: str, root=None, download: bool = False, split: str = "auto", image_size=None,
-             direction: str = "AtoB", stream=None) -> RawData:
+             direction: str = "AtoB", stream=None, skip_bad: bool = False) -> RawData:
     """Load a data set at its native size (only the split and part the name names, if any).
 
     ``split`` is used when the name has none. Translation sets (facades, aligned:, unaligned:, the
     edge domains) are built at ``image_size`` (default: the set's own); ``direction="BtoA"``
     exchanges their A and B; ``stream`` (None: only sets over ``translation.STREAM_OVER`` bytes)
-    keeps folder images on disk, read by worker processes.
+    keeps folder images on disk, read by worker processes. ``skip_bad`` leaves out a folder's
+    unreadable images (with a warning) instead of refusing the set.
     """
     _check_name(name)
     base, nsplit, part = parse_name(name)
@@ -211,7 +212,8 @@ def load_raw(name: str, root=None, download: bool = False, split: str = "auto", 
     if _is_translation(base):
         return _load_translation(base, nsplit or "train", part, root, download, image_size, direction, stream)
     if part is not None:
-        raw = load_raw(_with(base, nsplit), root=root, download=download, split=split, image_size=image_size)
+        raw = load_raw(_with(base, nsplit), root=root, download=download, split=split, image_size=image_size,
+                       skip_bad=skip_bad)
         n = len(raw)
         raw.take(part)
         if not len(raw.x):
@@ -219,7 +221,7 @@ def load_raw(name: str, root=None, download: bool = False, split: str = "auto", 
         raw.note = f"{raw.note}; items [{part.start or ''}:{part.stop or ''}] of {n:,} ({len(raw.x):,} used)"
         return raw
     if nsplit in ("val", "train-val"):
-        raw = load_raw(_with(base, "train"), root=root, download=download, image_size=image_size)
+        raw = load_raw(_with(base, "train"), root=root, download=download, image_size=image_size, skip_bad=skip_bad)
         cut = _translation().val_cut(len(raw))
         raw.take(slice(cut, None) if nsplit == "val" else slice(None, cut))
         raw.note = f"{raw.note}; {nsplit}: {'the last' if nsplit == 'val' else 'all but the last'} tenth of train " \
@@ -245,7 +247,7 @@ def load_raw(name: str, root=None, download: bool = False, split: str = "auto", 
         from .cifar import load_cifar10
         return load_cifar10(data_root(root), split=split, download=download)
     from .folder import load_folder
-    return load_folder(Path(name[len("folder:"):]).expanduser(), image_size=image_size)
+    return load_folder(Path(name[len("folder:"):]).expanduser(), image_size=image_size, skip_bad=skip_bad)
 
 
 def _translation():
@@ -280,10 +282,10 @@ def _load_translation(base, split, part, root, download, image_size, direction, 
 
 
 def load_data(name: str, image_size=None, root=None, download: bool = False, split: str = "auto",
-              direction: str = "AtoB", stream=None) -> RawData:
+              direction: str = "AtoB", stream=None, skip_bad: bool = False) -> RawData:
     """Load a data set and bring its images to ``image_size`` (default: the set's own size)."""
     raw = load_raw(name, root=root, download=download, split=split, image_size=image_size, direction=direction,
-                   stream=stream)
+                   stream=stream, skip_bad=skip_bad)
     base = parse_name(name)[0]
     size = image_size or (DATASETS[base].image_size if base in DATASETS else None)
     if raw.kind == "image" and size and raw.groups is None:  # grouped sets are built at their size

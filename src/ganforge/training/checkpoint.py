@@ -7,6 +7,8 @@ opening one can never run code.
 """
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -14,16 +16,41 @@ import torch
 from ..errors import RunDirError
 from ..files import atomic_write_bytes
 
+# The layout of a checkpoint (its "version" key). Raise it when a change would make older code
+# misread a newer file; checkpoints written before the key existed are format 1.
+FORMAT = 1
+KEYS = ("step", "spec", "model", "optimizers", "loader", "rng")
+
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise RunDirError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
-        raise RunDirError(f"cannot load checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") \
-            from None
+        with warnings.catch_warnings():  # torch warns (on stderr) about odd pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt, foreign or hostile file
+        # weights_only refuses any global outside tensors and plain values before building anything
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        code = next((line for line in lines if "GLOBAL" in line), None)
+        if code:
+            raise RunDirError(f"refused to load checkpoint {path}: it holds code or objects a checkpoint never "
+                              f"holds, so loading it could run code ({code[:160]}); nothing in it was run") from None
+        why = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
+        raise RunDirError(f"cannot load checkpoint {path}: it is corrupt or not a checkpoint "
+                          f"({type(e).__name__}: {why[:200]}); nothing in it was run") from None
+    if not isinstance(state, dict):
+        raise RunDirError(f"{path} is not a ganforge checkpoint (it holds a {type(state).__name__})")
+    version = state.get("version", 1)
+    if not isinstance(version, int) or version > FORMAT:
+        raise RunDirError(f"checkpoint {path} is format {version!r}, newer than this ganforge reads ({FORMAT}); "
+                          f"upgrade ganforge to use it")
+    missing = [k for k in KEYS if k not in state]
+    if missing:
+        raise RunDirError(f"{path} is not a ganforge checkpoint of format {version}: it lacks "
+                          f"{', '.join(missing)}")
+    return state
 
 
 def save_generator(model, path: Path) -> None:

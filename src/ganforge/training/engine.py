@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import json
 import shutil
 import signal
@@ -21,13 +22,14 @@ import torch
 
 from .. import config as C
 from ..data import DataSpec, GroupLoader, eval_data_name, images_to_float, load_data, spec_of
-from ..errors import ConfigError, DataError, RunDirError
-from ..files import atomic_save, atomic_write_bytes
+from ..errors import ConfigError, DataError, DivergedError, RunDirError
+from ..files import atomic_save, atomic_write_bytes, remove_temps
 from ..models.base import batch_len
 from ..nn import moving_average_
 from ..registry import get_model_class
 from . import distributed, monitor
-from .checkpoint import load_checkpoint, save_generator
+from .checkpoint import FORMAT, load_checkpoint, save_generator
+from .runlock import LOCK, run_lock
 from .schedule import lr_factor
 
 CKPT = "checkpoints/last.pt"
@@ -58,6 +60,11 @@ def pick_device(name: str) -> torch.device:
 
 def is_run(path: Path) -> bool:
     return (Path(path) / "config.yaml").is_file()
+
+
+def _holds_files(path: Path) -> bool:
+    """Whether the directory holds anything but a run lock (which a finished run leaves behind)."""
+    return path.is_dir() and any(p.name != LOCK for p in path.iterdir())
 
 
 def build_model(cfg: dict, spec: DataSpec):
@@ -124,7 +131,7 @@ def _default_out(cfg: dict) -> Path:
     data = cfg["data"].replace("folder:", "").replace("/", "_").strip("_.") or "data"
     base = Path("runs") / f"{cfg['model']}-{data}"
     out, i = base, 1
-    while out.exists() and any(out.iterdir()):
+    while _holds_files(out):
         i += 1
         out = base.with_name(f"{base.name}-{i}")
     return out
@@ -133,7 +140,7 @@ def _default_out(cfg: dict) -> Path:
 def _prepare_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if _holds_files(out):
         if not force:
             what = "already holds a run" if is_run(out) else "exists and is not empty"
             raise RunDirError(f"{out} {what}: continue it with --resume {out}, or pass --force to start over")
@@ -161,7 +168,8 @@ class Trainer:
 
         cls = get_model_class(cfg["model"])
         raw = raw if raw is not None else load_data(cfg["data"], cfg["image_size"], root=cfg["data_root"],
-                                                     download=cfg["download"], **cls.data_options(cfg))
+                                                     download=cfg["download"], skip_bad=cfg["skip_bad_images"],
+                                                     **cls.data_options(cfg))
         self.raw = raw
         self.spec = spec_of(cfg["data"], cfg["image_size"], raw=raw)
         _check_fit(cls, self.spec, raw)
@@ -203,6 +211,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
         self.model.grad_scaler = self.scaler
         self.step = 0
+        self.nan_skipped = 0  # updates skipped for a non-finite loss (nan_policy=skip)
+        self._saved_step = None  # the step of the checkpoint on disk, for messages
         if resume_state is not None:
             # Rebuild the checkpoint's stage first, so that its networks and optimizers fit the state.
             for step in resume_state.get("grown", []):
@@ -318,10 +328,10 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"version": 1, "step": self.step, "spec": asdict(self.spec), "model": self.model.state_dict(),
+        return {"version": FORMAT, "step": self.step, "spec": asdict(self.spec), "model": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
                 "scaler": self.scaler.state_dict(), "loader": self.loader.state_dict(), "rng": rng,
-                "grown": list(self._grown)}
+                "grown": list(self._grown), "nan_skipped": self.nan_skipped}
 
     def _load_state(self, state: dict) -> None:
         try:
@@ -337,11 +347,51 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
-        self.step = int(state["step"])
+        self.step = self._saved_step = int(state["step"])
+        self.nan_skipped = int(state.get("nan_skipped", 0))
 
     def save_checkpoint(self) -> None:
-        if self.main:
+        if not self.main:
+            return
+        # A finite loss can still give infinite gradients: never replace the last good checkpoint
+        # with weights that have already diverged (one sync per checkpoint, not per step).
+        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
+            raise DivergedError(f"the weights are not finite at step {self.step}, so no checkpoint was written; "
+                                f"{self._kept()}; {self._hint()}")
+        try:
             atomic_save(self.state_dict(), self.out / CKPT)
+        except OSError as e:
+            full = " (is the disk full?)" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+            raise RunDirError(f"cannot write the checkpoint of step {self.step}: {e.strerror}{full}; "
+                              f"{self._kept()}") from None
+        self._saved_step = self.step
+
+    def _kept(self) -> str:
+        if self._saved_step is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint (step {self._saved_step}) is kept in {self.out / CKPT}"
+
+    def _hint(self) -> str:
+        amp = ", --amp off" if self.cfg["amp"] != "off" else ""
+        return f"try a lower lr{amp}, or --set nan_policy=skip to skip such updates"
+
+    def _finite(self, phase: str, out: dict) -> bool:
+        """Whether the phase's loss is finite: one isfinite on a scalar per phase (a host sync).
+        On a non-finite loss, raise (nan_policy=stop) or count the update as skipped (skip)."""
+        bad = not bool(torch.isfinite(out["loss"].detach()).all())
+        if self.world > 1:  # every process must skip the same update, or their backward passes deadlock
+            bad = distributed.any_rank(bad, self.device)
+        if not bad:
+            return True
+        if self.cfg["nan_policy"] == "skip":
+            self.nan_skipped += 1
+            return False
+        terms = [k for k, v in out.items()
+                 if k != "loss" and torch.is_tensor(v) and not bool(torch.isfinite(v.detach()).all())]
+        which = f" (non-finite term: {', '.join(terms)})" if terms else ""
+        raise DivergedError(f"the loss became {float(out['loss'].detach().float().sum())} at step {self.step + 1} "
+                            f"in phase {phase}{which}; training stopped and {self._kept()}; {self._hint()}")
 
     # -- one iteration --------------------------------------------------------------------
     def _set_trainable(self, phase) -> None:
@@ -385,6 +435,8 @@ class Trainer:
                     images += batch_len(batch) * self.world
                 with self._autocast():
                     out = step(batch if phase.data else {"n": self.loader.local})
+                if not self._finite(phase.name, out):
+                    continue  # nan_policy=skip: no backward, no optimizer step, no after_phase
                 self.scaler.scale(out["loss"]).backward()
                 for o in opts:
                     self.scaler.step(o)
@@ -409,6 +461,8 @@ class Trainer:
         try:
             part = {}
             images = self._iteration(part)
+        except DivergedError:  # the model's numbers, not the compiler: eager would diverge too
+            raise
         except Exception as e:  # noqa: BLE001 - a real model error recurs below, uncompiled
             self._uncompile(e)
             self._compiled = False
@@ -480,10 +534,16 @@ class Trainer:
         row = {"step": self.step, "time": round(time.time() - start, 3)}
         row.update({k: round(v, 6) for k, v in zip(keys, values)})
         row.update(extra or {})
+        if self.nan_skipped:
+            row["nan_skipped"] = self.nan_skipped  # a running total
         row["img_per_s"] = round(images / max(time.time() - t0, 1e-9), 1)
         if self.main:
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            log = self.out / "metrics.jsonl"
+            try:
+                with open(log, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            except OSError as e:  # a full disk: say which file
+                raise OSError(e.errno, e.strerror, str(log)) from None
             if self._tb:
                 self._tb.scalars(row)
         return row
@@ -495,6 +555,8 @@ class Trainer:
         cfg = self.cfg
         if self.step >= cfg["steps"]:
             raise ConfigError(f"run is already at step {self.step}; pass --steps larger than that to go on")
+        if self.main:  # a write killed before its rename left these; the run's own files are whole
+            remove_temps(self.out, self.out / "checkpoints", self.out / "samples")
         logged = self._trim_log()
         stop = {"flag": False}
         handlers = self._install_signals(stop)
@@ -544,7 +606,7 @@ class Trainer:
         return self.finish(last)
 
     def finish(self, last: dict) -> dict:
-        result = {"out": self.out, "step": self.step, "last": last}
+        result = {"out": self.out, "step": self.step, "last": last, "nan_skipped": self.nan_skipped}
         if not self.main:
             return result
         from ..report import loss_plot
@@ -564,10 +626,16 @@ class Trainer:
         log = self.out / "metrics.jsonl"
         if not (self.main and log.exists()):
             return 0.0
-        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        text = log.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        n = len(lines)
+        try:
+            json.loads(lines[-1]) if lines else None
+        except json.JSONDecodeError:  # a row whose append a kill cut short; its step is redone
+            lines.pop()
         rows = [json.loads(line) for line in lines]
         keep = [line for line, row in zip(lines, rows) if row["step"] <= self.step]
-        if len(keep) != len(lines):
+        if len(keep) != n or not text.endswith("\n"):  # rows appended later must start a line
             atomic_write_bytes(log, ("\n".join(keep) + "\n" if keep else "").encode())
         return json.loads(keep[-1])["time"] if keep else 0.0
 
@@ -608,7 +676,8 @@ def train(model: str | None = None, *, out=None, resume=None, force: bool = Fals
                                   config_file=config_file, sets=sets, progress=progress, **flags)
     info = []
     try:
-        return _train(model, out, resume, force, steps, config_file, sets, progress, flags, info)
+        with contextlib.ExitStack() as lock:
+            return _train(model, out, resume, force, steps, config_file, sets, progress, flags, info, lock)
     finally:
         if info:
             distributed.cleanup()
@@ -623,15 +692,24 @@ def _join(cfg: dict, info: list):
     return d.rank, d.world
 
 
-def _train(model, out, resume, force, steps, config_file, sets, progress, flags, info) -> dict:
+def _lock(out: Path, lock: contextlib.ExitStack) -> None:
+    """The process that writes the run (rank 0) holds its directory until training ends."""
+    if distributed.env_rank() == 0:
+        lock.enter_context(run_lock(out))
+
+
+def _train(model, out, resume, force, steps, config_file, sets, progress, flags, info, lock) -> dict:
     if resume is not None:
         out = Path(resume)
         if not is_run(out):
             raise RunDirError(f"{out} is not a ganforge run (no config.yaml); nothing to resume")
         if model is not None or flags or sets or config_file:
             raise ConfigError("--resume continues a run with its own settings; only --steps may change")
+        _lock(out, lock)
         cfg = run_config(out, **({} if steps is None else {"steps": steps}))
-        state = load_checkpoint(out / CKPT)
+        state = load_checkpoint(out / CKPT) if (out / CKPT).exists() else None
+        if state is None:  # stopped before its first checkpoint: nothing to lose by starting again
+            print(f"ganforge: {out} has no checkpoint yet; training it from step 0", file=sys.stderr, flush=True)
         trainer = Trainer(cfg, out, resume_state=state, progress=progress, dist=_join(cfg, info))
         distributed.barrier()  # every process has read the run before rank 0 rewrites its config
         if trainer.main:
@@ -647,12 +725,13 @@ def _train(model, out, resume, force, steps, config_file, sets, progress, flags,
         flags["steps"] = steps
     cfg = C.resolve(cls.defaults, {"model": cls.name}, file_layer, flags, sets or {})
     out = Path(out) if out else _default_out(cfg)
-    if out.exists() and any(out.iterdir()) and not force:  # fail before the slow part
+    if _holds_files(out) and not force:  # fail before the slow part
         _prepare_out(out, force)
     # loads data and builds the model: may still fail
     trainer = Trainer(cfg, out, progress=progress, dist=_join(cfg, info))
     distributed.barrier()  # every process has checked `out` before rank 0 writes into it
     if trainer.main:
+        _lock(out, lock)  # then look again: another process may have started a run here meanwhile
         _prepare_out(out, force)
         C.save_yaml(cfg, out / "config.yaml")
     distributed.barrier()
