@@ -51,7 +51,7 @@ OVERRIDES = {
 }
 # Every setting a model's point defaults (GANModel.defaults_by_kind, docs/defaults.md) change is set above,
 # so the figures measured before those defaults existed still hold: wgan-gp's toy_hidden and lambda_gp
-# pin the image defaults it had then (its point defaults are the authors' 512 units and lambda 0.1).
+# pin the values it had then (its point defaults are the authors' 512 units and lambda 0.1).
 
 
 # Named variants: a registered model with engine options on top of its OVERRIDES (--models NAME).
