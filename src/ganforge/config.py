@@ -1,6 +1,7 @@
 """Run configuration: one flat dict, resolved from defaults, a YAML file and flags.
 
-Precedence, lowest first: engine defaults, the model's defaults, ``--config FILE.yaml``,
+Precedence, lowest first: engine defaults, the model's defaults, the model's defaults for the
+data's kind (``GANModel.defaults_by_kind``, e.g. for the 2-D point mixtures), ``--config FILE.yaml``,
 the named CLI flags, then ``--set key=value``. The resolved dict is what a run records in
 ``config.yaml`` and what a resumed run reads back.
 """
@@ -145,10 +146,21 @@ def _coerce(key, value, default):
     return value
 
 
-def resolve(model_defaults: dict, *layers: dict) -> dict:
-    """Merge engine defaults, model defaults and override layers, checking every key."""
+def resolve(model_defaults: dict, *layers: dict, by_kind: dict | None = None) -> dict:
+    """Merge engine defaults, model defaults and override layers, checking every key.
+
+    ``by_kind`` is a model's ``defaults_by_kind`` ({"points": {...}}): the entry for the kind of the
+    data the layers name (the last ``data`` given, else the engine's) sits between the model's
+    defaults and the layers, so the user's settings always win and the resolved dict, which a run
+    records, holds what was used.
+    """
     defaults = {**ENGINE_DEFAULTS, **model_defaults}
     cfg = dict(defaults)
+    if by_kind:
+        from .data import kind_of
+
+        data = next((layer["data"] for layer in reversed(layers) if layer and "data" in layer), defaults["data"])
+        layers = (by_kind.get(kind_of(data), {}), *layers)
     for layer in layers:
         for key, value in (layer or {}).items():
             if key not in defaults:

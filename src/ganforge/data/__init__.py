@@ -179,6 +179,18 @@ def translation_domains(name: str, direction: str = "AtoB") -> tuple[str | None,
     return (b, a) if direction == "BtoA" else (a, b)
 
 
+def kind_of(name) -> str:
+    """The kind of data a name stands for, without loading it: "points" for the 2-D mixtures, else
+    "image" (folders, translation pairs and unknown names too; a bad name fails later, when loaded)."""
+    if not isinstance(name, str):
+        return "image"
+    try:
+        base = parse_name(name)[0]
+    except DataError:  # a malformed name is reported where the data is loaded
+        return "image"
+    return DATASETS[base].kind if base in DATASETS else "image"
+
+
 def _check_name(name: str) -> None:
     name, split, _ = parse_name(name)
     for kind in _PATH_KINDS:
@@ -348,6 +360,6 @@ def availability(name: str, root=None) -> str:
     return f"not found under {base} (use --download)"
 
 
-__all__ = ["translation_domains", "DATASETS", "SPLITS", "DataSpec", "FileSource", "GroupLoader", "JointCrop", "RawData", "TensorLoader",
+__all__ = ["translation_domains", "kind_of", "DATASETS", "SPLITS", "DataSpec", "FileSource", "GroupLoader", "JointCrop", "RawData", "TensorLoader",
            "availability", "data_root", "eval_data_name", "has_test", "images_to_float", "load_data", "load_raw",
            "parse_name", "spec_of", "resize_images", "split_name"]

@@ -89,6 +89,10 @@ class GANModel(nn.Module):
     data_kinds: tuple[str, ...] = ("image",)  # which data it trains on: "image", "points"
     needs_labels: bool = False
     defaults: dict = {}
+    # Defaults for one kind of data, over ``defaults`` and under the user's settings (config.resolve):
+    # {"points": {...}} for the 2-D mixtures, from the authors' own toy code where there is one, so
+    # that a first run with defaults is a fair picture of the model.
+    defaults_by_kind: dict[str, dict] = {}
     # Values that a run recorded before a setting existed must take when its default today would
     # change how that run trains (e.g. {"c1_invariance": 0.0}); other missing settings get defaults.
     legacy_defaults: dict = {}

@@ -32,6 +32,11 @@ class WGAN(GANModel):
     year = 2017
     data_kinds = ("image", "points")
     defaults = {**_COMMON, "lr": 5e-5, "clip": 0.01}
+    # WGAN's authors (martinarjovsky/WassersteinGAN) published no toy code; gan_toy.py of WGAN-GP's
+    # authors runs WGAN on the mixtures with 3 x 512 nets, RMSProp 5e-5, clip 0.01 for 100,000 steps.
+    # ganforge's own choices for a short run (docs/defaults.md): 2-D noise, an EMA of G (decay 0.99),
+    # batch 128, RMSProp at 5e-4 (benchmarks/modes.py's rate), the paper's 5 critic updates and clip.
+    defaults_by_kind = {"points": {"z_dim": 2, "ema": 0.99, "batch_size": 128, "lr": 5e-4, "n_critic": 5}}
 
     def build(self):
         self.G, self.D = gan_nets(self.spec, self.cfg)
@@ -57,6 +62,11 @@ class WGANGP(GANModel):
     year = 2017
     data_kinds = ("image", "points")
     defaults = {**_COMMON, "lr": 1e-4, "betas": [0.0, 0.9], "lambda_gp": 10.0}
+    # The authors' toy script (gan_toy.py in igul222/improved_wgan_training): 2-D noise, G and D of
+    # 3 x 512 units, batch 256, Adam 1e-4 (0.5, 0.9), 5 critic updates, lambda 0.1 ("smaller lambda
+    # seems to help for toy tasks"). Its critic uses ReLU where ganforge's toy critic uses LeakyReLU 0.2.
+    defaults_by_kind = {"points": {"z_dim": 2, "toy_hidden": 512, "toy_layers": 3, "batch_size": 256,
+                                   "lr": 1e-4, "betas": [0.5, 0.9], "n_critic": 5, "lambda_gp": 0.1}}
 
     def build(self):
         self.G, self.D = gan_nets(self.spec, self.cfg, d_norm="layer")

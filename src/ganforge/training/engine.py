@@ -89,7 +89,7 @@ def _ema_copy(net, old=None):
 def create(name: str, data: str = "digits", **config):
     """A model ready to train or sample: ``ganforge.create("dcgan", z_dim=64).G``."""
     cls = get_model_class(name)
-    cfg = C.resolve(cls.defaults, {"model": cls.name, "data": data}, config)
+    cfg = C.resolve(cls.defaults, {"model": cls.name, "data": data}, config, by_kind=cls.defaults_by_kind)
     spec = spec_of(cfg["data"], cfg["image_size"])
     _check_fit(cls, spec, None)
     return build_model(cfg, spec)
@@ -111,7 +111,7 @@ def run_config(run_dir: Path, **override) -> dict:
     if not isinstance(cfg.get("model"), str):
         raise RunDirError(f"{run_dir / 'config.yaml'} names no model; it is not a ganforge run's config")
     cls = get_model_class(cfg["model"])
-    return C.resolve(cls.defaults, {**cls.legacy_defaults, **cfg})
+    return C.resolve(cls.defaults, {**cls.legacy_defaults, **cfg}, by_kind=cls.defaults_by_kind)
 
 
 def load_run(run_dir, device="cpu", which: str = "last"):
@@ -723,7 +723,7 @@ def _train(model, out, resume, force, steps, config_file, sets, progress, flags,
     file_layer.pop("model", None)
     if steps is not None:
         flags["steps"] = steps
-    cfg = C.resolve(cls.defaults, {"model": cls.name}, file_layer, flags, sets or {})
+    cfg = C.resolve(cls.defaults, {"model": cls.name}, file_layer, flags, sets or {}, by_kind=cls.defaults_by_kind)
     out = Path(out) if out else _default_out(cfg)
     if _holds_files(out) and not force:  # fail before the slow part
         _prepare_out(out, force)
