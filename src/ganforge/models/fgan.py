@@ -31,6 +31,8 @@ class FGAN(GANModel):
     defaults = {"z_dim": 100, "g_width": 64, "d_width": 64, "toy_hidden": 128, "toy_layers": 3,
                 "toy_g_hidden": 0, "toy_g_layers": 0, "toy_g_norm": "none",
                 "divergence": "gan", "g_objective": "practical", "lr": 1e-4}
+    # The paper has no 2-D experiment: on points, the settings the other objective models use (docs/defaults.md).
+    defaults_by_kind = {"points": {"z_dim": 2, "ema": 0.99, "batch_size": 128, "lr": 1e-3, "lr_d": 2e-3}}
 
     def build(self):
         c = self.cfg
