@@ -212,6 +212,7 @@ class Trainer:
         self.model.grad_scaler = self.scaler
         self.step = 0
         self.nan_skipped = 0  # updates skipped for a non-finite loss (nan_policy=skip)
+        self._nonfinite: dict = {}  # nan_policy=stop: per phase, the first non-finite step (on the device)
         self._saved_step = None  # the step of the checkpoint on disk, for messages
         if resume_state is not None:
             # Rebuild the checkpoint's stage first, so that its networks and optimizers fit the state.
@@ -351,6 +352,7 @@ class Trainer:
         self.nan_skipped = int(state.get("nan_skipped", 0))
 
     def save_checkpoint(self) -> None:
+        self._check_finite()  # on every process: they must stop together
         if not self.main:
             return
         # A finite loss can still give infinite gradients: never replace the last good checkpoint
@@ -377,21 +379,56 @@ class Trainer:
         return f"try a lower lr{amp}, or --set nan_policy=skip to skip such updates"
 
     def _finite(self, phase: str, out: dict) -> bool:
-        """Whether the phase's loss is finite: one isfinite on a scalar per phase (a host sync).
-        On a non-finite loss, raise (nan_policy=stop) or count the update as skipped (skip)."""
+        """Whether to apply the phase's update. nan_policy=skip checks the loss now (one host sync
+        per phase, the price of skipping exactly the bad update); stop only notes a non-finite loss
+        on the device (``_watch``) and raises where the loop syncs anyway (``_check_finite``)."""
+        if self.cfg["nan_policy"] != "skip":
+            self._watch(phase, out)
+            return True
         bad = not bool(torch.isfinite(out["loss"].detach()).all())
         if self.world > 1:  # every process must skip the same update, or their backward passes deadlock
             bad = distributed.any_rank(bad, self.device)
-        if not bad:
-            return True
-        if self.cfg["nan_policy"] == "skip":
+        if bad:
             self.nan_skipped += 1
-            return False
-        terms = [k for k, v in out.items()
-                 if k != "loss" and torch.is_tensor(v) and not bool(torch.isfinite(v.detach()).all())]
+        return not bad
+
+    def _watch(self, phase: str, out: dict) -> None:
+        """Keep, on the device, the first step at which the phase's loss was not finite, that loss
+        and which of its terms were not finite: no host sync, so the fast path stays sync-free."""
+        loss = out["loss"].detach().float().sum()
+        w = self._nonfinite.get(phase)
+        if w is None:
+            w = self._nonfinite[phase] = {"step": torch.full((), -1, dtype=torch.long, device=loss.device),
+                                          "loss": torch.zeros((), device=loss.device), "terms": {}}
+        new = ~torch.isfinite(loss) & (w["step"] < 0)
+        w["step"] = torch.where(new, torch.tensor(self.step + 1, device=loss.device), w["step"])
+        w["loss"] = torch.where(new, loss, w["loss"])
+        for k, v in out.items():
+            if k != "loss" and torch.is_tensor(v):
+                flag = new & ~torch.isfinite(v.detach().float()).all()
+                w["terms"][k] = flag if k not in w["terms"] else w["terms"][k] | flag
+
+    def _check_finite(self) -> None:
+        """nan_policy=stop: raise if any phase's loss was not finite since the start (one sync,
+        at log steps and before checkpoints, which sync anyway); the weights it spoiled are never
+        saved, so the last good checkpoint stays."""
+        if not self._nonfinite:
+            return
+        phases = list(self._nonfinite)
+        steps = torch.stack([self._nonfinite[p]["step"] for p in phases]).tolist()
+        seen = [(st, p) for st, p in zip(steps, phases) if st >= 0]
+        anywhere = distributed.any_rank(bool(seen), self.device) if self.world > 1 else bool(seen)
+        if not anywhere:
+            return
+        if not seen:
+            raise DivergedError(f"the loss became non-finite on another process by step {self.step}; training "
+                                f"stopped and {self._kept()}; {self._hint()}")
+        step, phase = min(seen)
+        w = self._nonfinite[phase]
+        terms = [k for k, f in w["terms"].items() if bool(f)]
         which = f" (non-finite term: {', '.join(terms)})" if terms else ""
-        raise DivergedError(f"the loss became {float(out['loss'].detach().float().sum())} at step {self.step + 1} "
-                            f"in phase {phase}{which}; training stopped and {self._kept()}; {self._hint()}")
+        raise DivergedError(f"the loss became {float(w['loss'])} at step {step} in phase {phase}{which}; "
+                            f"training stopped and {self._kept()}; {self._hint()}")
 
     # -- one iteration --------------------------------------------------------------------
     def _set_trainable(self, phase) -> None:
@@ -524,6 +561,7 @@ class Trainer:
         return {f"eval_{k}": v for k, v in res.items()} | {"eval_net": self.model.generator_name()}, time.time() - t
 
     def _log(self, acc: dict, t0: float, images: int, start: float, extra: dict | None = None) -> dict:
+        self._check_finite()  # before a row of NaNs is written
         keys = list(acc)
         values = torch.stack([torch.as_tensor(acc[k][0] / acc[k][1], device=self.device).float() for k in keys]) \
             if keys else None
