@@ -193,6 +193,32 @@ def test_cyclegan_both_cycles_go_through_the_other_generator():
         assert torch.allclose(after["cycle_B"], (m.G_AB(torch.zeros_like(b["B"])) - b["B"]).abs().mean(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_patchgan_depth_by_size_keeps_ds_instance_norms_seeing(model):
+    """Unset d_layers: 2 below 64x64, 3 (70x70 patches) from there; at 28x28 three layers would
+    instance-normalise 3x3 and 2x2 maps, which erases what D sees."""
+    from ganforge.nn import PatchDiscriminator
+
+    sizes = []
+
+    def hook(mod, inp, out):
+        sizes.append(min(inp[0].shape[-2:]))
+
+    for size, want in ((28, 2), (32, 2), (64, 3), (128, 3)):
+        data, extra = ("digits-edges", {}) if model == "pix2pix" else ("digits-edges-unpaired", {"n_blocks": 1})
+        m = ganforge.create(model, data=data, image_size=size, g_width=4, d_width=4, **extra)
+        d = next(x for x in m.modules() if isinstance(x, PatchDiscriminator))
+        assert d.n_layers == want
+        sizes.clear()
+        handles = [x.register_forward_hook(hook) for x in d.modules() if isinstance(x, torch.nn.InstanceNorm2d)]
+        d(torch.zeros(1, d.net[0].in_channels, size, size))
+        for h in handles:
+            h.remove()
+        assert min(sizes) >= 4, (size, sizes)
+    m = ganforge.create(model, data=data, image_size=32, d_layers=3, g_width=4, d_width=4, **extra)
+    assert next(x for x in m.modules() if isinstance(x, PatchDiscriminator)).n_layers == 3  # as set
+
+
 def test_cyclegan_identity_loss_setting():
     b = pair_batch()
     with_id, without = cyclegan().g_step(b), cyclegan(lambda_id=0.0).g_step(b)

@@ -15,7 +15,7 @@ with beta1 0.5, the learning rate constant for the first half and then linearly 
 
 Settings: ``lambda_cyc``, ``lambda_id`` (a fraction of lambda_cyc; 0 when A and B differ in
 channels), ``pool_size`` (0: no pool), ``n_blocks`` (None: by size), ``norm``,
-``g_width``/``d_width``, ``d_layers``, ``direction``, ``jitter``; ``ema`` keeps EMA copies of both
+``g_width``/``d_width``, ``d_layers`` (None: 3 from 64x64 up, 2 below), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both
 generators.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class CycleGAN(Translator, GANModel):
     year = 2017
     data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
     data_desc = "two image domains A, B (unpaired)"
-    defaults = {"g_width": 64, "d_width": 64, "d_layers": 3, "n_blocks": None, "norm": "instance",
+    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "n_blocks": None, "norm": "instance",
                 "lambda_cyc": 10.0, "lambda_id": 0.5, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
                 "direction": "auto", "jitter": True}
     ema_nets = ("G_AB", "G_BA")
@@ -68,10 +68,10 @@ class CycleGAN(Translator, GANModel):
         blocks = c["n_blocks"] if c["n_blocks"] is not None else (9 if s.image_size >= 256 else 6)
         self.G_AB = ResnetGenerator(in_ch, out_ch, c["g_width"], blocks, c["norm"])
         self.G_BA = ResnetGenerator(out_ch, in_ch, c["g_width"], blocks, c["norm"])
-        self.D_A = PatchDiscriminator(in_ch, c["d_width"], c["d_layers"], c["norm"])
-        self.D_B = PatchDiscriminator(out_ch, c["d_width"], c["d_layers"], c["norm"])
+        self.D_A = PatchDiscriminator(in_ch, c["d_width"], self.patch_layers(), c["norm"])
+        self.D_B = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), c["norm"])
         if s.image_size < self.D_A.min_size:
-            raise ConfigError(f"a PatchGAN with d_layers={c['d_layers']} needs images of at least "
+            raise ConfigError(f"a PatchGAN with d_layers={self.patch_layers()} needs images of at least "
                               f"{self.D_A.min_size}x{self.D_A.min_size}, got {s.image_size}")
         # One pool per D, of the fakes it judges; their contents and random state are checkpointed.
         self.pool_A = ImagePool(c["pool_size"])

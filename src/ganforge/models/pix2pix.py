@@ -13,7 +13,7 @@ statistics included, is instance norm), random jitter (286 -> 256 crop, flip).
 
 Settings: ``lambda_l1``; ``gan_weight`` (0: L1 alone, the paper's ablation; D then does not train
 and G's loss never reads it); ``lambda_l1=0``: cGAN alone; ``norm`` (instance | batch | none);
-``g_width``/``d_width`` (ngf/ndf, 64); ``d_layers`` (3: 70x70 patches); ``dropout``; ``direction``
+``g_width``/``d_width`` (ngf/ndf, 64); ``d_layers`` (None: 3, 70x70 patches, from 64x64 up, 2 below); ``dropout``; ``direction``
 (AtoB | BtoA | auto: BtoA on facades, label map -> photo); ``jitter``. The U-Net needs a power-of-two
 image size (``--set image_size=32`` for the 28x28 digit domains).
 
@@ -37,7 +37,7 @@ class Pix2Pix(Translator, GANModel):
     paper = "Isola et al., Image-to-Image Translation with Conditional Adversarial Networks"
     year = 2017
     data_kinds = ("paired",)
-    defaults = {"g_width": 64, "d_width": 64, "d_layers": 3, "norm": "instance", "dropout": 0.5,
+    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "norm": "instance", "dropout": 0.5,
                 "lambda_l1": 100.0, "gan_weight": 1.0, "loss": "nonsaturating", "batch_size": 1,
                 "direction": "auto", "jitter": True}
     ema_nets = ("G",)
@@ -53,9 +53,9 @@ class Pix2Pix(Translator, GANModel):
         in_ch, out_ch = self.in_out()
         self.G = UNetGenerator(in_ch, out_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
         # D sees the condition too: A's channels beside B's (real) or G(A)'s (fake).
-        self.D = PatchDiscriminator(in_ch + out_ch, c["d_width"], c["d_layers"], c["norm"])
+        self.D = PatchDiscriminator(in_ch + out_ch, c["d_width"], self.patch_layers(), c["norm"])
         if s.image_size < self.D.min_size:
-            raise ConfigError(f"a PatchGAN with d_layers={c['d_layers']} needs images of at least "
+            raise ConfigError(f"a PatchGAN with d_layers={self.patch_layers()} needs images of at least "
                               f"{self.D.min_size}x{self.D.min_size}, got {s.image_size}")
 
     def phases(self):

@@ -45,6 +45,13 @@ class Translator:
             raise ConfigError(f"{self.name} is measured on its test pairs by `ganforge eval RUN` (l1, psnr, ssim); "
                               "eval_every does not apply to it")
 
+    def patch_layers(self) -> int:
+        """``d_layers``, or by size when unset (None): 3 (the 70x70 PatchGAN) from 64x64 up, else 2.
+        At 28x28, 3 layers leave D's instance norms 3x3 and 2x2 maps, which they all but erase
+        (a 1x1 map normalises to zero): D goes blind and G is free to hide its input in noise."""
+        n = self.cfg["d_layers"]
+        return n if n is not None else (3 if self.spec.image_size >= 64 else 2)
+
     def in_out(self) -> tuple[int, int]:
         """Channels of A and of B (which may differ)."""
         s = self.spec
