@@ -357,7 +357,7 @@ class Trainer:
             return
         # A finite loss can still give infinite gradients: never replace the last good checkpoint
         # with weights that have already diverged (one sync per checkpoint, not per step).
-        tensors = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        tensors = [t for t in self.model.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
         if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
             raise DivergedError(f"the weights are not finite at step {self.step}, so no checkpoint was written; "
                                 f"{self._kept()}; {self._hint()}")
