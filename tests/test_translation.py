@@ -322,6 +322,17 @@ def test_facades_tiny_and_resume(tmp_path, model, data, sets):
 
 
 @needs_facades
+@needs_facades
+def test_cyclegan_on_unpaired_facades_is_measured_on_the_test_pairs(tmp_path):
+    from ganforge.run_eval import evaluate_run
+
+    run = tmp_path / "cyc"
+    assert main(["train", "cyclegan", "--data", "facades-unpaired[:4]", "--steps", "1", "--out", str(run), "--quiet",
+                 *_sets({**CYC, "sample_every": 0})]) == 0
+    rec = evaluate_run(run, metrics=["l1", "psnr"], n=4, progress=False)
+    assert rec["data"] == "facades:test" and rec["n"] == 4 and "BtoA_l1" in rec
+
+
 def test_facades_direction_reaches_the_data(tmp_path):
     t = trainer("pix2pix", "facades[:4]", tmp_path, batch_size=1, **P2P)
     assert t.cfg["direction"] == "auto" and "swapped" in t.raw.note  # label map -> photo
