@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import ganforge
-    from ganforge.data import eval_data_name, load_data
+    from ganforge.data import load_data, pairs_data_name
     from ganforge.report import save_grid
     from ganforge.run_eval import evaluate_run
     from ganforge.training.engine import run_config
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             rows.append([name, desc, cfg["model"], rec["step"], wall_time(run)] +
                         [rec.get(prefix + k) for k in KEYS])
             if args.figure:
-                test = load_data(eval_data_name(cfg["data"]), cfg.get("image_size"), **type(model).data_options(cfg))
+                test = load_data(pairs_data_name(cfg["data"]), cfg.get("image_size"), **type(model).data_options(cfg))
                 group = next(g for g in test.groups.values() if "A" in g and "B" in g)
                 src, dst = group[way[0]][:args.show], group[way[-1]][:args.show]
                 if shown is None:

@@ -110,13 +110,9 @@ def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, de
     its own classifier, Inception features on photographs) and, on the digit domains, the target
     domain's classifier's labels of the outputs against the inputs' labels. The first way's keys
     are plain (``l1``); a second way's carry its name (``BtoA_l1``), so one record holds both."""
-    from .data import eval_data_name, load_data, parse_name, translation_domains
+    from .data import load_data, pairs_data_name, translation_domains
 
-    name = eval_data_name(cfg["data"])
-    if parse_name(name)[0] == "facades-unpaired":
-        # CycleGAN's layout of facades holds the same test images as pix2pix's (n_A.jpg and n_B.jpg are
-        # the halves of n.jpg), but as two folders: measure on the pairs of the side-by-side layout.
-        name = "facades:test"
+    name = pairs_data_name(cfg["data"])
     options = type(model).data_options(cfg)
     test = load_data(name, cfg.get("image_size"), root=data_root or cfg.get("data_root"), **options)
     group = next((g for g in (test.groups or {}).values() if isinstance(g, dict) and "A" in g and "B" in g), None)

@@ -191,6 +191,14 @@ def kind_of(name) -> str:
     return DATASETS[base].kind if base in DATASETS else "image"
 
 
+def pairs_data_name(name: str) -> str:
+    """The held-out data a translator trained on ``name`` is measured on, pairs included: its test
+    split, except that CycleGAN's layout of facades (two folders) is measured on the side-by-side
+    layout's test pairs, the same images (n_A.jpg and n_B.jpg are the halves of n.jpg)."""
+    held = eval_data_name(name)
+    return "facades:test" if parse_name(held)[0] == "facades-unpaired" else held
+
+
 def _check_name(name: str) -> None:
     name, split, _ = parse_name(name)
     for kind in _PATH_KINDS:
@@ -360,6 +368,6 @@ def availability(name: str, root=None) -> str:
     return f"not found under {base} (use --download)"
 
 
-__all__ = ["translation_domains", "kind_of", "DATASETS", "SPLITS", "DataSpec", "FileSource", "GroupLoader", "JointCrop", "RawData", "TensorLoader",
+__all__ = ["pairs_data_name", "translation_domains", "kind_of", "DATASETS", "SPLITS", "DataSpec", "FileSource", "GroupLoader", "JointCrop", "RawData", "TensorLoader",
            "availability", "data_root", "eval_data_name", "has_test", "images_to_float", "load_data", "load_raw",
            "parse_name", "spec_of", "resize_images", "split_name"]
