@@ -399,9 +399,13 @@ class Trainer:
         w = self._nonfinite.get(phase)
         if w is None:
             w = self._nonfinite[phase] = {"step": torch.full((), -1, dtype=torch.long, device=loss.device),
+                                          "now": torch.zeros((), dtype=torch.long, device=loss.device),
                                           "loss": torch.zeros((), device=loss.device), "terms": {}}
         new = ~torch.isfinite(loss) & (w["step"] < 0)
-        w["step"] = torch.where(new, torch.tensor(self.step + 1, device=loss.device), w["step"])
+        # fill_ passes the step as a kernel argument; torch.tensor(step, device=cuda) would copy it
+        # from host memory, which waits for the stream: the very sync this avoids.
+        w["now"].fill_(self.step + 1)
+        w["step"] = torch.where(new, w["now"], w["step"])
         w["loss"] = torch.where(new, loss, w["loss"])
         for k, v in out.items():
             if k != "loss" and torch.is_tensor(v):
