@@ -290,8 +290,22 @@ def test_cyclegan_lr_is_constant_then_decays_to_zero(tmp_path):
 
 
 # ---------------------------------------------------------------------------- training and resume
-RUNS = [("pix2pix", "digits-edges", {**P2P, "batch_size": 2}),
-        ("cyclegan", "digits-edges-unpaired", {**CYC, "batch_size": 2, "ema": 0.9})]
+# jitter on (at 28x28 it is off unless set), so that its crop state must travel through the checkpoint
+RUNS = [("pix2pix", "digits-edges", {**P2P, "batch_size": 2, "jitter": True}),
+        ("cyclegan", "digits-edges-unpaired", {**CYC, "batch_size": 2, "ema": 0.9, "jitter": True})]
+
+
+@pytest.mark.parametrize("model", ["pix2pix", "cyclegan"])
+def test_jitter_by_size_unless_set(tmp_path, model):
+    # Off on the 28x28 digit domains (a flip mirrors a digit, the resize greys the binary edge maps),
+    # on from 64x64 up (the papers' photographs); a setting wins; nonsense is one line.
+    data = "digits-edges" + ("-unpaired" if model == "cyclegan" else "")
+    assert trainer(model, data, tmp_path / "a").model.loader_augment() is None
+    assert trainer(model, data, tmp_path / "b", image_size=64).model.loader_augment() is not None
+    assert trainer(model, data, tmp_path / "c", jitter=True).model.loader_augment() is not None
+    assert trainer(model, data, tmp_path / "d", image_size=64, jitter=False).model.loader_augment() is None
+    with pytest.raises(ConfigError, match="jitter must be true, false or auto"):
+        trainer(model, data, tmp_path / "e", jitter="sometimes").model.loader_augment()
 
 
 @pytest.mark.parametrize("model,data,sets", RUNS, ids=[r[0] for r in RUNS])

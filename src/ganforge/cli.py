@@ -116,10 +116,12 @@ def cmd_sample(args) -> int:
     from .training import load_run
 
     model = load_run(args.run, device=args.device)
+    if args.input is not None and hasattr(model, "reconstruct") and args.direction is None:
+        return _reconstruct_files(model, args)
     if args.input is not None or args.direction is not None:
         if not hasattr(model, "translate"):
-            raise ConfigError(f"{model.name} draws images from noise; --input and --direction are for translation "
-                              "models")
+            raise ConfigError(f"{model.name} draws images from noise; --input is for translation models and models "
+                              "with an encoder, --direction for translation models")
         if args.input is None:
             raise ConfigError("--direction needs --input, the images to translate")
         return _translate_files(model, args)
@@ -181,23 +183,61 @@ def _read_inputs(path: Path, channels: int, size: int):
     return torch.stack(images), files
 
 
-def _translate_files(model, args) -> int:
+def _write_pngs(y, files, out: Path, what: str) -> None:
     from PIL import Image
 
     from .metrics.classifier import to_uint8
 
-    direction = args.direction or "AtoB"
-    x, files = _read_inputs(Path(args.input), model.input_channels(direction), model.spec.image_size)
-    out = Path(args.out) if args.out else Path(args.run) / f"translated_{direction}"
     if out.suffix:
-        raise ConfigError(f"--out is a folder for the translated images, got {out.name!r}")
-    y = model.translate(x, direction, use_ema=not args.no_ema)
+        raise ConfigError(f"--out is a folder for the {what} images, got {out.name!r}")
     out.mkdir(parents=True, exist_ok=True)
     arr = to_uint8(y).permute(0, 2, 3, 1).numpy()
     for a, f in zip(arr, files):
         Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(out / f"{f.stem}.png")
+
+
+def _translate_files(model, args) -> int:
+    direction = args.direction or "AtoB"
+    x, files = _read_inputs(Path(args.input), model.input_channels(direction), model.spec.image_size)
+    out = Path(args.out) if args.out else Path(args.run) / f"translated_{direction}"
+    _write_pngs(model.translate(x, direction, use_ema=not args.no_ema), files, out, "translated")
     print(f"translated {len(files)} image{'s' * (len(files) != 1)} {direction} with "
           f"{model.translator_name(direction, not args.no_ema)} to {out}/")
+    return 0
+
+
+def _reconstruct_files(model, args) -> int:
+    x, files = _read_inputs(Path(args.input), model.spec.channels, model.spec.image_size)
+    out = Path(args.out) if args.out else Path(args.run) / "reconstructed"
+    _write_pngs(model.reconstruct(x, use_ema=not args.no_ema), files, out, "reconstructed")
+    print(f"reconstructed {len(files)} image{'s' * (len(files) != 1)} as "
+          f"{model.generator_name(not args.no_ema)}({model.encoder_name(not args.no_ema)}(x)) to {out}/")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    import numpy as np
+
+    from .files import atomic_write_bytes
+    from .training import load_run
+
+    model = load_run(args.run, device=args.device)
+    if not hasattr(model, "encode"):
+        raise ConfigError(f"{model.name} has no encoder; `ganforge encode` is for models with one "
+                          "(aae, bigan, ali, vaegan, vae)")
+    out = Path(args.out) if args.out else Path(args.run) / "codes.npz"
+    if out.suffix != ".npz":
+        raise ConfigError(f"--out must end in .npz, got {out.name!r}")
+    x, files = _read_inputs(Path(args.input), model.spec.channels, model.spec.image_size)
+    z = model.encode(x, use_ema=not args.no_ema)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, codes=z.numpy().astype(np.float32), files=np.array([f.name for f in files]))
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"wrote the {z.shape[1]}-dimensional codes of {len(files)} image{'s' * (len(files) != 1)} by "
+          f"{model.encoder_name(not args.no_ema)} to {out} (arrays 'codes', 'files')")
     return 0
 
 
@@ -287,11 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vary", metavar="CODE", help="latent code to traverse, e.g. c1 (infogan): a grid with one "
                    "row per fixed noise vector and the code's values across")
     s.add_argument("--input", metavar="IMAGE_OR_FOLDER",
-                   help="translation models: images to translate (written as PNGs into --out DIR)")
+                   help="translation models: images to translate; models with an encoder: images to reconstruct "
+                   "as G(E(x)) (written as PNGs into --out DIR)")
     s.add_argument("--direction", choices=["AtoB", "BtoA"], help="translation models: which way (default AtoB)")
     s.add_argument("--no-ema", action="store_true", help="use G rather than its EMA copy")
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.set_defaults(fn=cmd_sample)
+
+    s = sub.add_parser("encode", help="the codes E(x) of images, for models with an encoder (aae, bigan, ali, ...)")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--input", required=True, metavar="IMAGE_OR_FOLDER", help="an image or a folder of images")
+    s.add_argument("--out", help="FILE.npz: arrays 'codes' (N x z) and 'files' (default RUN/codes.npz)")
+    s.add_argument("--no-ema", action="store_true", help="use E rather than its EMA copy")
+    s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    s.set_defaults(fn=cmd_encode)
 
     s = sub.add_parser("eval", help="measure a run: Frechet distance, KID, precision/recall, classes, modes")
     s.add_argument("run", help="run directory")

@@ -49,7 +49,7 @@ class CycleGAN(Translator, GANModel):
     data_desc = "two image domains A, B (unpaired)"
     defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "n_blocks": None, "norm": "instance",
                 "lambda_cyc": 10.0, "lambda_id": 0.5, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
-                "direction": "auto", "jitter": True}
+                "direction": "auto", "jitter": None}
     ema_nets = ("G_AB", "G_BA")
     generator = "G_AB"
     directions = {"AtoB": "G_AB", "BtoA": "G_BA"}

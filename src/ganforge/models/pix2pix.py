@@ -39,7 +39,7 @@ class Pix2Pix(Translator, GANModel):
     data_kinds = ("paired",)
     defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "norm": "instance", "dropout": 0.5,
                 "lambda_l1": 100.0, "gan_weight": 1.0, "loss": "nonsaturating", "batch_size": 1,
-                "direction": "auto", "jitter": True}
+                "direction": "auto", "jitter": None}
     ema_nets = ("G",)
     directions = {"AtoB": "G"}
 

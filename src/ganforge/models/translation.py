@@ -5,7 +5,9 @@ translating given images, not by drawing noise. The data it trains on are groupe
 fields ``A`` and ``B`` (``docs/data.md``); ``direction`` (AtoB, BtoA, or auto: BtoA on facades,
 as pix2pix translates label maps to photos there) is applied when the data is loaded, so a model
 always learns A -> B of the batches it sees. ``jitter`` is both papers' augmentation (resize to
-286/256 of the size, random crop back, random flip; the same for A and B of a pair).
+286/256 of the size, random crop back, random flip; the same for A and B of a pair); unset, it turns
+it on from 64x64 up (photographs, as in the papers) and off below, on the digit domains, where a
+mirrored digit is no digit and the resize blurs the binary edge maps into grey ones.
 """
 from __future__ import annotations
 
@@ -57,8 +59,17 @@ class Translator:
         s = self.spec
         return (s.in_channels or s.channels), s.channels
 
+    def jitter(self) -> bool:
+        """``jitter`` as set, or by size when unset (None or ``auto``): on from 64x64 up, off below."""
+        j = self.cfg.get("jitter")
+        if j is None or j == "auto":
+            return self.spec.image_size >= 64
+        if not isinstance(j, bool):
+            raise ConfigError(f"jitter must be true, false or auto, got {j!r}")
+        return j
+
     def loader_augment(self):
-        if not self.cfg.get("jitter"):
+        if not self.jitter():
             return None
         size = self.spec.image_size
         # A seed of its own: the crops must not move when another setting draws from the run's seed.
