@@ -18,8 +18,9 @@ activation g_f and conjugate f*; ``f_bound`` is the variational lower bound D ma
 G's loss.
 
 Helpers used by several models: ``gradient_penalty`` (WGAN-GP, and any model that wants a
-Lipschitz critic), ``pulling_away`` (EBGAN's repelling regulariser), ``check_loss`` (validation
-with the closest names, called when a model is built).
+Lipschitz critic), ``pulling_away`` (EBGAN's repelling regulariser), ``gaussian_kl`` (the KL term
+of the VAE and VAE-GAN), ``check_loss`` (validation with the closest names, called when a model is
+built).
 """
 from __future__ import annotations
 
@@ -129,6 +130,14 @@ def pulling_away(h):
         return h.sum() * 0.0
     sim = (h @ h.t()).pow(2)
     return (sim.sum() - sim.diagonal().sum()) / (n * (n - 1))
+
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, diag exp(logvar)) || N(0, I)) in nats, summed over the code's dimensions and
+    averaged over the batch: -0.5 * sum(1 + logvar - mu^2 - exp(logvar)) (Kingma & Welling 2014,
+    appendix B), the prior term of a reparameterised Gaussian encoder's loss."""
+    mu, logvar = mu.float(), logvar.float()
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).flatten(1).sum(1).mean()
 
 
 # ---------------------------------------------------------------------------- f-divergences
