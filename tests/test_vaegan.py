@@ -47,7 +47,7 @@ def test_reconstruction_error_is_measured_in_ds_hidden_features():
     # ... and a D whose first layer sees nothing of the pixels finds nothing to reconstruct.
     with torch.no_grad():
         m.D.body[0].weight.zero_()
-    assert float(m.llike(x, x_tilde)) == pytest.approx(0.0, abs=1e-6)
+    assert m.llike(x, x_tilde).item() == pytest.approx(0.0, abs=1e-6)
     assert float((x_tilde - x).pow(2).sum(dim=(1, 2, 3)).mean()) > 10
 
 
@@ -77,10 +77,6 @@ def test_the_encoder_is_reparameterised_and_encodes_to_the_mean():
 
 def _grads(loss, net):
     return torch.autograd.grad(loss, list(net.parameters()), retain_graph=True, allow_unused=True)
-
-
-def _close(a, b):
-    return all(torch.allclose(u, v, rtol=1e-4, atol=1e-7) for u, v in zip(a, b))
 
 
 def _norm(grads):
@@ -122,7 +118,7 @@ def test_each_of_the_three_losses_moves_only_the_networks_the_paper_says():
     d_fake = m.D(m.G(torch.cat([z, z_p])))  # z not cut off from E here: what E must not see
     l_gan = F.binary_cross_entropy_with_logits(d_fake[:n], ones) + F.binary_cross_entropy_with_logits(d_fake[n:], ones)
     for key, v in (("L_prior", l_prior), ("L_llike", l_llike), ("L_GAN_G", l_gan)):
-        assert float(out[key]) == pytest.approx(float(v), rel=1e-4), key
+        assert out[key].item() == pytest.approx(v.item(), rel=1e-4), key
 
     # E: L_prior + L_llike, not moved by L_GAN; G (Dec): gamma * L_llike + L_GAN (its -L_GAN). Each
     # check is against the size of the term it rules out, so that it could fail.
@@ -140,7 +136,7 @@ def test_each_of_the_three_losses_moves_only_the_networks_the_paper_says():
     by_hand = (2 * F.binary_cross_entropy_with_logits(d_real, ones)
                + F.binary_cross_entropy_with_logits(d_fakes[:n], zeros)
                + F.binary_cross_entropy_with_logits(d_fakes[n:], zeros))
-    assert float(out_d["loss"]) == pytest.approx(float(by_hand), rel=1e-5)
+    assert out_d["loss"].item() == pytest.approx(by_hand.item(), rel=1e-5)
     assert _dist(_grads(out_d["loss"], m.D), _grads(by_hand, m.D)) < 1e-4 * _norm(_grads(by_hand, m.D))
     assert all(g is None for g in _grads(out_d["loss"], m.E) + _grads(out_d["loss"], m.G))
 
@@ -173,9 +169,9 @@ def test_vae_minimises_pixel_likelihood_plus_kl(likelihood):
         nll = -(t * p.log() + (1 - t) * (1 - p).log()).sum(dim=(1, 2, 3)).mean()
     else:
         nll = (0.5 * ((x_tilde - x) / 0.2).pow(2)).sum(dim=(1, 2, 3)).mean()
-    assert float(out["recon"]) == pytest.approx(float(nll), rel=1e-4)
-    assert float(out["KL"]) == pytest.approx(float(kl_by_hand(mu, logvar)), rel=1e-5)
-    assert float(out["loss"]) == pytest.approx(float(nll + kl_by_hand(mu, logvar)), rel=1e-4)
+    assert out["recon"].item() == pytest.approx(nll.item(), rel=1e-4)
+    assert out["KL"].item() == pytest.approx(kl_by_hand(mu, logvar).item(), rel=1e-5)
+    assert out["loss"].item() == pytest.approx((nll + kl_by_hand(mu, logvar)).item(), rel=1e-4)
 
 
 def _write_digits(folder, n=3):
