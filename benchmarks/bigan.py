@@ -5,7 +5,7 @@
 For each run (trained with ``ganforge train``; the commands are in docs/encoders-bigan.md):
 
 - 1-NN accuracy of the codes E(x) of the 10,000 test images (``mnist:test``) against the codes of
-  ``--n-reference`` training images (default: all 60,000), cosine distance (BiGAN's Table 1) and
+  ``--n-reference`` training images (default: all 60,000), by cosine and by
   Euclidean, for the trained encoder and for the same architecture as initialised (the run's
   seed, untrained: the random-encoder baseline);
 - the built-in digit classifier's accuracy on the reconstructions G(E(x)) of the test images

@@ -6,8 +6,9 @@ Pure functions of codes, labels and logits:
   reference code (ties: the lowest index), computed in float64 in chunks.
 * ``knn_accuracy(query, query_labels, reference, reference_labels, metric="cosine")``: the
   accuracy of the 1-nearest-neighbour classifier that labels each query code with its nearest
-  reference code's label: BiGAN's measure of unsupervised features (Donahue et al. 2017, Table 1,
-  1NN on MNIST with cosine distance). ``metric="euclidean"`` is the plain L2 distance.
+  reference code's label: BiGAN's measure of unsupervised features (Donahue et al. 2017, Table 1:
+  1NN on MNIST). Cosine distance by default (it ignores a code's length); ``metric="euclidean"``
+  is the plain L2 distance.
 * ``label_preservation`` (from ``paired.py``): a classifier's accuracy on reconstructions
   G(E(x)) against the labels of x: do the codes keep the class?
 
