@@ -95,6 +95,13 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
         from .metrics.semi import heldout_accuracy
 
         result.update(heldout_accuracy(model, root=data_root))
+    if baseline != "real" and hasattr(model, "encode"):
+        # A model with an encoder (BiGAN, ALI, AAE, VAE-GAN) also reports its codes' 1-NN accuracy
+        # and its reconstructions on the held-out split (metrics/encoding.py); with --baseline
+        # untrained, those of the same networks as initialised: the random-encoder baseline.
+        from .metrics.encoding import encoder_metrics
+
+        result.update(encoder_metrics(model, root=data_root, use_ema=ema))
     record = _record(model, ev.settings(), "real" if baseline == "real" else model.generator_name(ema), baseline,
                      result)
     if write:
