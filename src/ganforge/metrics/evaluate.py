@@ -481,7 +481,8 @@ def format_result(record: dict) -> str:
     # A two-way translator's second direction carries its name: BtoA_l1 (see run_eval).
     for prefix in ("", "BtoA_"):
         for k in ("fd", "kid", "is", "precision", "recall", "density", "coverage", "classes", "class_kl", "modes",
-                  "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy"):
+                  "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy",
+                  "knn_accuracy", "recon_label_preservation", "recon_l1"):
             if prefix + k not in record:
                 continue
             v = fmt(record[prefix + k])
