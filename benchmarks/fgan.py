@@ -300,9 +300,9 @@ def figure_1d(rows, path) -> None:
                     label=f"exact {d} minimiser")
         else:
             ax.plot(x, q_pdf(r["mu"], r["sigma"]), color="0.4", lw=0.8, alpha=0.5)
-            ax.annotate(d, (r["mu"], float(q_pdf(r["mu"], r["sigma"]).max())), fontsize=6, color="0.4",
-                        ha="center", va="bottom")
-    ax.plot([], [], color="0.4", lw=0.8, alpha=0.5, label="f-GAN, the other divergences")
+    others = [r["divergence"] for r in rows if r["saddle"] and r["divergence"] not in style]
+    if others:
+        ax.plot([], [], color="0.4", lw=0.8, alpha=0.5, label="f-GAN: " + ", ".join(others))
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     ax.set_title("f-GAN, Section 4: one Gaussian Q fitted to a mixture P", fontsize=10)
