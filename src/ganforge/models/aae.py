@@ -1,4 +1,4 @@
-"""AAE: Makhzani et al., "Adversarial Autoencoders", ICLR workshop 2016 (arXiv 1511.05644).
+"""AAE: Makhzani et al., "Adversarial Autoencoders", arXiv 1511.05644, 2016.
 
 What is different from GAN: the adversary never sees an image. An autoencoder (encoder ``E``,
 decoder ``G``) is trained to reconstruct, and a discriminator ``D`` on *codes* tells samples of
