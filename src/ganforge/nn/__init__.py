@@ -1,5 +1,5 @@
 """Shared network blocks: written once here, used by every model that needs them."""
-from .augment import random_affine
+from .augment import random_affine, random_shift
 from .blocks import MLP, Maxout, View, evaluating, init_weights, moving_average_
 from .dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init, dcgan_stages
 from .improved import HistoricalAverage, MinibatchDiscrimination
@@ -8,6 +8,6 @@ from .translation import (ImagePool, PatchDiscriminator, ResidualBlock, ResnetGe
                           receptive_field)
 
 __all__ = ["MLP", "Maxout", "View", "evaluating", "moving_average_", "DCGANDiscriminator", "DCGANGenerator", "dcgan_init", "dcgan_stages",
-           "HistoricalAverage", "MinibatchDiscrimination", "MLPCritic", "gan_nets", "random_affine", "init_weights",
+           "HistoricalAverage", "MinibatchDiscrimination", "MLPCritic", "gan_nets", "random_affine", "random_shift", "init_weights",
            "norm_layer", "UNetGenerator", "ResidualBlock", "ResnetGenerator", "PatchDiscriminator", "receptive_field",
            "ImagePool"]

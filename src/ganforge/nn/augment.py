@@ -32,3 +32,22 @@ def random_affine(x: torch.Tensor, u: torch.Tensor, strength: float = 1.0) -> to
                          torch.stack([sin * sx, (sin * shear + cos) * sy, s[:, 5] * MAX_SHIFT], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_shift(x: torch.Tensor, offsets: torch.Tensor, k: int, fill: float = -1.0) -> torch.Tensor:
+    """Translate each image of ``x`` (N, C, H, W) by a whole number of pixels in [-k, k] per axis.
+
+    ``offsets`` (N, 2) holds integers in [0, 2k] (drawn by the caller, as for ``random_affine``):
+    the row and column shift plus k. Pixels moved in from outside are ``fill`` (background in
+    [-1, 1]). ``k`` = 0 returns ``x`` unchanged.
+    """
+    if k == 0:
+        return x
+    n, _, h, w = x.shape
+    pad = F.pad(x, (k, k, k, k), value=fill)
+    dy, dx = offsets.unbind(1)
+    rows = (torch.arange(h, device=x.device) + dy[:, None])[:, None, :, None]
+    cols = (torch.arange(w, device=x.device) + dx[:, None])[:, None, None, :]
+    b = torch.arange(n, device=x.device)[:, None, None, None]
+    c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return pad[b, c, rows, cols]
