@@ -45,11 +45,6 @@ def _ways(model, cfg) -> dict:
     return {f"{names[w[0]]}-to-{names[w[-1]]}": w for w in model.directions}
 
 
-def wall_time(run: Path) -> float | None:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return rows[-1].get("time") if rows else None
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", nargs="+", required=True, metavar="NAME=DIR")
@@ -63,7 +58,7 @@ def main(argv=None) -> int:
     from ganforge.data import load_data, pairs_data_name
     from ganforge.report import save_grid
     from ganforge.run_eval import evaluate_run
-    from ganforge.training.engine import run_config
+    from ganforge.training.engine import run_config, training_seconds
 
     rows, columns, shown = [], [], None
     for item in args.runs:
@@ -79,7 +74,7 @@ def main(argv=None) -> int:
             if args.way not in ("all", desc):
                 continue
             prefix = "" if way == next(iter(model.directions)) else f"{way}_"
-            rows.append([name, desc, cfg["model"], rec["step"], wall_time(run)] +
+            rows.append([name, desc, cfg["model"], rec["step"], training_seconds(run)] +
                         [rec.get(prefix + k) for k in KEYS])
             if args.figure:
                 test = load_data(pairs_data_name(cfg["data"]), cfg.get("image_size"), **type(model).data_options(cfg))

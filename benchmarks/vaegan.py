@@ -28,11 +28,6 @@ from pathlib import Path
 import torch
 
 
-def wall_time(run: Path) -> float | None:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return rows[-1].get("time") if rows else None
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", nargs="+", required=True, metavar="NAME=DIR")
@@ -47,6 +42,7 @@ def main(argv=None) -> int:
     from ganforge.data import load_data
     from ganforge.metrics.evaluate import Evaluator
     from ganforge.report import save_grid
+    from ganforge.training.engine import training_seconds
     from ganforge.run_eval import evaluate_run
     from ganforge.training.engine import run_config
 
@@ -68,7 +64,7 @@ def main(argv=None) -> int:
             rec = evaluate_run(run, metrics=["fd"], n=args.n, progress=False)
         recon = model.reconstruct(test)
         mse = float((recon - (test.float() / 127.5 - 1)).pow(2).mean())
-        rows.append([name, cfg["model"], rec["step"], wall_time(run), rec["fd"], mse, ev.evaluate_samples(recon)["fd"]])
+        rows.append([name, cfg["model"], rec["step"], training_seconds(run), rec["fd"], mse, ev.evaluate_samples(recon)["fd"]])
         recon_rows.append(recon[:args.show])
         sample_rows.append(model.sample(args.show, seed=0))
     header = ["run", "model", "steps", "train s", "FD samples", "recon MSE", "FD recon (test)"]

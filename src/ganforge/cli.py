@@ -37,7 +37,8 @@ def data_needs(cls) -> str:
 def cmd_list(args) -> int:
     from .registry import get_model_class, model_names
 
-    order = {"foundations": 0, "objectives": 1, "conditional": 2, "translation": 3, "advanced": 4}
+    order = {"foundations": 0, "objectives": 1, "divergences": 2, "conditional": 3, "encoders": 4, "translation": 5,
+             "advanced": 6}
     classes = sorted((get_model_class(n) for n in model_names()), key=lambda c: (order.get(c.family, 9), c.year))
     print(_table([(c.name, c.family, c.paper, c.year, data_needs(c)) for c in classes],
                  ("model", "family", "paper", "year", "data")))

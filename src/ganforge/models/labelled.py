@@ -1,8 +1,8 @@
 """The labelled subset of a semi-supervised model: ``labels_per_class`` images of each class.
 
-The subset is drawn once from the run's seed with the same rule as SGAN's (``models/sgan.py``:
-per class, a seeded permutation of that class's members, the first ``labels_per_class`` of it),
-so for one seed and one data set both models learn from the same labelled images and their
+Shared by SGAN and the semi-supervised AAE. The subset is drawn once from the run's seed (per
+class, a seeded permutation of that class's members, the first ``labels_per_class`` of it), so for
+one seed and one data set every such model learns from the same labelled images and their
 accuracies compare like for like. It is kept in buffers, so it travels in checkpoints, and the
 engine hands the training data over once (``GANModel.prepare``): a model never loads data.
 """

@@ -44,11 +44,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
-from ..errors import ConfigError, DataError, GanforgeError
-from ..nn import DCGANDiscriminator, DCGANGenerator, evaluating, moving_average_
+from ..errors import ConfigError
+from ..nn import DCGANDiscriminator, DCGANGenerator, evaluating, moving_average_, random_shift
 from ..nn.weightnorm import WNLinear
 from ..registry import register
 from .base import GANModel, Phase, batch_len
+from .labelled import LabelledSubset
 
 
 class MLPGenerator(nn.Module):
@@ -119,7 +120,7 @@ class ConvDiscriminator(DCGANDiscriminator):
 
 
 @register
-class SGAN(GANModel):
+class SGAN(LabelledSubset, GANModel):
     name = "sgan"
     family = "conditional"
     paper = "Odena, Semi-Supervised Learning with GANs; Salimans et al., Improved Techniques for Training GANs"
@@ -139,8 +140,6 @@ class SGAN(GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        if c["labels_per_class"] < 1:
-            raise ConfigError(f"labels_per_class must be at least 1, got {c['labels_per_class']}")
         if c["g_loss"] not in ("feature_matching", "nonsaturating"):
             raise ConfigError(f"g_loss must be feature_matching or nonsaturating, got {c['g_loss']!r}")
         if c["arch"] not in ("mlp", "dcgan"):
@@ -161,11 +160,8 @@ class SGAN(GANModel):
                                        out_dim=s.n_classes, input_noise=c["input_noise"], dropout=c["dropout"])
         if c["d_average"] > 0:
             self.D_avg = copy.deepcopy(self.D).requires_grad_(False)
-        n = c["labels_per_class"] * s.n_classes
         # The labelled subset travels in the checkpoint, so a resumed run keeps exactly the same one.
-        self.register_buffer("labelled_idx", torch.full((n,), -1, dtype=torch.long))
-        self.register_buffer("labelled_x", torch.zeros(n, s.channels, s.image_size, s.image_size, dtype=torch.uint8))
-        self.register_buffer("labelled_y", torch.zeros(n, dtype=torch.long))
+        self.register_labelled()
         # Whether D's data-dependent init has run (travels in checkpoints).
         self.register_buffer("d_initialized", torch.zeros((), dtype=torch.bool))
 
@@ -212,61 +208,22 @@ class SGAN(GANModel):
             self.D_avg.load_state_dict(self.D.state_dict())
 
     # -- the labelled subset -------------------------------------------------------------
-    def select_labelled(self, y: torch.Tensor) -> torch.Tensor:
-        """Indices of ``labels_per_class`` items of each class, drawn from the run's seed."""
-        k, g = self.cfg["labels_per_class"], torch.Generator().manual_seed(self.cfg["seed"])
-        idx = []
-        for c in range(self.spec.n_classes):
-            members = (y.cpu() == c).nonzero().squeeze(1)
-            if len(members) < k:
-                raise DataError(f"labels_per_class={k}, but class {c} has only {len(members)} items in "
-                                f"{self.cfg['data']}")
-            idx.append(members[torch.randperm(len(members), generator=g)[:k]])
-        return torch.cat(idx)
-
-    def set_labelled(self, raw) -> None:
-        """Keep the labelled subset of ``raw`` (the run's training data) in the model's buffers."""
-        idx = self.select_labelled(raw.y)
-        self.labelled_idx.copy_(idx)
-        self.labelled_x.copy_(raw.x[idx])
-        self.labelled_y.copy_(raw.y[idx])
-
     def prepare(self, raw) -> None:
         # The engine hands over the training data once; a resumed run's checkpoint then restores
         # the same subset (it is drawn from the seed, so it is the same anyway).
         self.set_labelled(raw)
 
-    def _check_labelled(self) -> None:
-        if self.labelled_idx[0] < 0:
-            raise GanforgeError("sgan has no labelled subset yet: the engine sets it from the training data "
-                                "(model.prepare(raw), or model.set_labelled(raw) by hand)")
-
-    def labelled_images(self):
-        return self.labelled_x.float().div(127.5).sub(1.0)
-
     def augment(self, x):
         """Real images, each translated by a random whole number of pixels in [-shift, shift]
         along each axis (the background fills in); unchanged when ``shift`` is 0."""
         k = self.cfg["shift"]
-        if k == 0:
-            return x
-        n, _, h, w = x.shape
-        pad = F.pad(x, (k, k, k, k), value=-1.0)
-        dy, dx = self.randint(2 * k + 1, n, 2).unbind(1)
-        rows = (torch.arange(h, device=x.device) + dy[:, None])[:, None, :, None]
-        cols = (torch.arange(w, device=x.device) + dx[:, None])[:, None, None, :]
-        b = torch.arange(n, device=x.device)[:, None, None, None]
-        c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        return pad[b, c, rows, cols]
+        return random_shift(x, self.randint(2 * k + 1, len(x), 2), k) if k else x
 
     def labelled_batch(self, n: int):
         """``n`` labelled images: the subset in random order, repeated as needed (each image
         equally often, as the authors cycle their labelled set), so ``n`` = its size gives all of it."""
-        m = len(self.labelled_y)
-        full = n * self.world
-        i = torch.cat([torch.randperm(m, device=self.device) for _ in range(-(-full // m))])[:full]
-        i = i[self.rank * n:(self.rank + 1) * n]
-        return self.augment(self.labelled_images()[i]), self.labelled_y[i]
+        x, y = super().labelled_batch(n)
+        return self.augment(x), y
 
     # -- D as a classifier ---------------------------------------------------------------
     def logits(self, x, features: bool = False, net: nn.Module | None = None):
@@ -293,7 +250,7 @@ class SGAN(GANModel):
 
     def d_step(self, batch):
         # batch["y"] is never read: the only labels D learns from are the labelled subset's.
-        self._check_labelled()
+        self.check_labelled()
         real = batch["x"]
         n = len(real)
         if not bool(self.d_initialized):
@@ -320,7 +277,7 @@ class SGAN(GANModel):
         """``labels_only``: D learns from the labelled subset alone, the baseline a semi-supervised
         GAN must beat (same network, noise, init, schedule, averaging and optimizer; no G, and no
         unlabelled image is ever read)."""
-        self._check_labelled()
+        self.check_labelled()
         if not bool(self.d_initialized):
             self.init_d(self.labelled_images())  # the labelled images only
         loss, acc = self.supervised_loss(batch_len(batch))

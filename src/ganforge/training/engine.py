@@ -62,6 +62,13 @@ def is_run(path: Path) -> bool:
     return (Path(path) / "config.yaml").is_file()
 
 
+def training_seconds(run_dir: Path) -> float | None:
+    """The training time a run logged last (``time`` of the last row of metrics.jsonl), or None."""
+    log = Path(run_dir) / "metrics.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    return rows[-1].get("time") if rows else None
+
+
 def _holds_files(path: Path) -> bool:
     """Whether the directory holds anything but a run lock (which a finished run leaves behind)."""
     return path.is_dir() and any(p.name != LOCK for p in path.iterdir())
