@@ -2,7 +2,7 @@
 
     python benchmarks/bigan.py --runs runs/bigan-mnist runs/ali-mnist --figure docs/img/bigan-ali-recon.png
 
-For each run (trained with ``ganforge train``; the commands are in docs/encoders-bigan.md):
+For each run (trained with ``ganforge train``; the commands are in docs/encoders.md):
 
 - 1-NN accuracy of the codes E(x) of the 10,000 test images (``mnist:test``) against the codes of
   ``--n-reference`` training images (default: all 60,000), by cosine and by

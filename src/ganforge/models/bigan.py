@@ -24,7 +24,7 @@ code-sized) linear head; D has an x-branch (strided convolutions, batch norm aft
 first, as DCGAN's D), a z-branch (a two-layer MLP) and a joint head on their concatenation, with
 dropout (0.2) after every hidden layer, as in ALI's discriminators, to keep D from memorising the
 pairs. The batch norm is not ALI's: without it (``d_norm=false``), ALI on MNIST drew one blob for
-every z by step 250 where the same run with it drew varied digits (docs/encoders-bigan.md).
+every z by step 250 where the same run with it drew varied digits (docs/encoders.md).
 """
 from __future__ import annotations
 

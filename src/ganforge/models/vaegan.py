@@ -34,7 +34,7 @@ Not reproduced: the authors' equilibrium margin (pausing D or Dec when D's cost 
 RMSProp (Adam here), and their 64x64 networks; these are small DCGAN-style networks for 28 x 28
 digits (E: D's conv body with a 2 * z_dim head). ``gamma``: the paper's 1e-6 balances sums over
 64x64 face features; with D's 2 * d_width x 7 x 7 features summed per image and GAN losses
-averaged per image, the default 1e-2 (docs/encoders-vaegan.md) puts the two on a similar scale.
+averaged per image, the default 1e-2 (docs/encoders.md) puts the two on a similar scale.
 ``loss=minimax`` gives the paper's decoder objective (maximising L_GAN); the non-saturating one is
 the default, as for every model here.
 """
