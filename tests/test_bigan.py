@@ -15,7 +15,6 @@ from ganforge.data import load_data
 from ganforge.data.loader import images_to_float
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.metrics.encoding import encoder_data, knn_accuracy, nearest_neighbours
-from ganforge.models.bigan import reparameterise
 from ganforge.registry import get_model_class
 from ganforge.training.engine import Trainer
 
@@ -50,8 +49,8 @@ def test_d_judges_the_pair_x_with_its_code_against_g_of_z_with_z(model, monkeypa
     torch.manual_seed(0)
     m = ganforge.create(model, data="digits", **TINY)
     seen = spy(m)
-    noise, randn_like = [], torch.randn_like
-    monkeypatch.setattr(torch, "randn_like", lambda t: (noise.append(randn_like(t)), noise[-1])[1])
+    noise, randn = [], m.randn  # every draw of the model's noise: the prior's z, and ALI's eps
+    monkeypatch.setattr(m, "randn", lambda *a, **kw: (noise.append(randn(*a, **kw)), noise[-1])[1])
     x = digits()
     m.d_step({"x": x})
     (x_real, z_real), (x_fake, z_fake) = seen["D"]
@@ -61,7 +60,7 @@ def test_d_judges_the_pair_x_with_its_code_against_g_of_z_with_z(model, monkeypa
         assert torch.equal(z_real, code)  # deterministic: the code is E(x)
     else:
         mu, logvar = code.chunk(2, 1)
-        (eps,) = noise  # a sample of q(z | x): z = mu + sigma * eps
+        (eps,) = [n for n in noise if n is not z_fake]  # a sample of q(z | x): z = mu + sigma * eps
         assert torch.allclose(z_real, mu + (0.5 * logvar).exp() * eps, atol=1e-6)
         assert not torch.allclose(z_real, mu)
     assert torch.equal(x_fake, g_out) and torch.equal(z_fake, z_in)  # G's image beside the z it came from
@@ -117,12 +116,17 @@ def test_e_and_g_minimise_ds_loss_with_the_labels_exchanged():
 
 
 def test_alis_code_is_a_reparameterised_sample_and_encode_returns_the_mean():
+    reparameterise = ganforge.create("ali", data="digits", **TINY).reparameterise
     mu = torch.randn(500, 4, requires_grad=True)
     logvar = torch.randn(500, 4, requires_grad=True)
+    torch.manual_seed(5)
     z = reparameterise(mu, logvar)
+    torch.manual_seed(5)
+    eps = torch.randn(500, 4)  # the same draw (z - mu would lose it to rounding where mu >> sigma * eps)
+    assert torch.allclose(z, mu + (0.5 * logvar).exp() * eps)
     g_mu, g_logvar = torch.autograd.grad(z.sum(), [mu, logvar])
-    # dz/dmu = 1 and dz/dlogvar = sigma * eps / 2 = (z - mu) / 2: the gradient goes through the sample
-    assert torch.equal(g_mu, torch.ones_like(mu)) and torch.allclose(g_logvar, (z - mu).detach() / 2)
+    # dz/dmu = 1 and dz/dlogvar = sigma * eps / 2: the gradient goes through the sample
+    assert torch.equal(g_mu, torch.ones_like(mu)) and torch.allclose(g_logvar, (0.5 * logvar).exp().detach() * eps / 2)
     assert not torch.equal(z, reparameterise(mu, logvar))
 
     torch.manual_seed(0)

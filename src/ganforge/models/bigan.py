@@ -73,11 +73,6 @@ class JointDiscriminator(nn.Module):
         return self.head(self.joint(h)).squeeze(1)
 
 
-def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """A sample of N(mu, exp(logvar)) as a differentiable function of mu and logvar."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-
-
 @register
 class BiGAN(Encoding, GANModel):
     name = "bigan"
@@ -161,7 +156,7 @@ class ALI(BiGAN):
 
     def infer(self, x, E=None) -> dict:
         mu, logvar = (E or self.E)(x).chunk(2, 1)
-        return {"z": reparameterise(mu, logvar), "mu": mu, "logvar": logvar}
+        return {"z": self.reparameterise(mu, logvar), "mu": mu, "logvar": logvar}
 
     def encode_batch(self, x, E):
         # The posterior's mean: the deterministic code one wants as features.

@@ -30,6 +30,13 @@ class Encoding:
         """The codes of a batch ``x`` (floats in [-1, 1], on the model's device) by network ``E``."""
         return E(x)
 
+    def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """A sample of a stochastic encoder's N(mu, exp(logvar)): z = mu + exp(logvar / 2) * eps,
+        so the gradient of whatever z feeds reaches mu and logvar; eps is drawn like all the
+        engine's noise (``GANModel.randn``: for the global batch, sliced by rank)."""
+        eps = self.randn(len(mu), mu.shape[1]).to(mu.dtype)
+        return mu + (0.5 * logvar).exp() * eps
+
     def decode_batch(self, z: torch.Tensor, G) -> torch.Tensor:
         """Images for codes ``z`` by network ``G`` (the generator or decoder)."""
         return self.generate({"z": z}, G)

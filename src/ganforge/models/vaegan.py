@@ -100,8 +100,7 @@ class _GaussianAutoencoder(Encoding, GANModel):
         """(z, mu, logvar): a code drawn from q(z|x) by the reparameterisation trick, so that the
         gradient of whatever z feeds reaches mu and logvar."""
         mu, logvar = self.E(x)
-        eps = self.randn(len(x), mu.shape[1]).to(mu.dtype)
-        return mu + (0.5 * logvar).exp() * eps, mu, logvar
+        return self.reparameterise(mu, logvar), mu, logvar
 
 
 @register
