@@ -14,7 +14,9 @@ from ganforge import config as C
 from ganforge.cli import main
 from ganforge.data import load_data
 from ganforge.errors import ConfigError
+from ganforge.metrics.encoding import encoder_metrics
 from ganforge.metrics.mmd import gaussian_mmd2, median_distance
+from ganforge.metrics.paired import l1
 from ganforge.metrics.semi import classifier_accuracy, heldout_accuracy
 from ganforge.models.aae import MIXTURE_RADIUS, SWISS_RADIUS, SWISS_TURNS, sample_prior
 from ganforge.nn import random_shift
@@ -192,6 +194,10 @@ def test_supervised_decoder_reads_the_label(digits):
     with pytest.raises(ConfigError, match="label"):
         m.reconstruct(digits.x[:4])
     assert m.reconstruct(digits.x[:4], y=digits.y[:4]).shape == (4, 1, 28, 28)
+    # `ganforge eval` measures it too: its reconstructions are decoded with the test images' labels.
+    r = encoder_metrics(m, n_reference=200, n_query=50)
+    right = m.reconstruct(load_data("digits:test").x[:50], y=load_data("digits:test").y[:50])
+    assert r["knn_n_query"] == 50 and r["recon_l1"] == l1(right, load_data("digits:test").x[:50])
 
 
 def test_unsupervised_never_reads_labels(digits):

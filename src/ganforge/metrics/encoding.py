@@ -116,11 +116,13 @@ def encoder_metrics(model, root=None, use_ema: bool = True, n_reference: int = K
         query.x, query.y = query.x[:n_query], query.y[:n_query]
     pick = torch.randperm(len(ref.x), generator=torch.Generator().manual_seed(seed))[:n_reference].sort().values
     xr, yr = ref.x[pick], ref.y[pick]
-    out = {"knn_accuracy": knn_accuracy(model.encode(query.x, use_ema), query.y, model.encode(xr, use_ema), yr,
-                                        metric),
+    zq = model.encode(query.x, use_ema)
+    out = {"knn_accuracy": knn_accuracy(zq, query.y, model.encode(xr, use_ema), yr, metric),
            "knn_metric": metric, "knn_n_reference": len(xr), "knn_n_query": len(query.x),
            "knn_data": f"{names[1]} against {names[0]}"}
-    recon = model.reconstruct(query.x, use_ema)
+    # The query codes decoded, not encoded again; with x's labels, which only a G that reads
+    # labels uses (AAE's supervised variant, whose reconstruction is G(E(x), y)).
+    recon = model.decode(zq, use_ema, y=query.y)
     out["recon_l1"] = l1(recon, query.x)
     base = parse_name(model.cfg["data"])[0]
     if base in ("mnist", "digits"):

@@ -252,24 +252,12 @@ class AAE(Encoding, LabelledSubset, GANModel):
         z, logits = self.split(E(x))
         return z if logits is None else torch.cat([z, logits.softmax(1)], 1)
 
-    def decode_batch(self, z, G):
-        if self.cfg["variant"] == "supervised":
-            raise ConfigError("variant=supervised decodes a code with its label: model.reconstruct(x, y=labels)")
-        return G(z)
-
-    @torch.no_grad()
-    def reconstruct(self, x, use_ema: bool = True, batch_size: int = 500, y=None):
-        """G(E(x)); the supervised variant's G also reads each image's label ``y``."""
+    def decode_batch(self, z, G, y=None):
         if self.cfg["variant"] != "supervised":
-            return super().reconstruct(x, use_ema, batch_size)
+            return G(z)
         if y is None:
-            raise ConfigError("variant=supervised decodes a code with its label: reconstruct(x, y=labels)")
-        z, G = self.encode(x, use_ema, batch_size), self.generator_net(use_ema)
-        y = torch.as_tensor(y).long()
-        with evaluating(G):
-            return torch.cat([self.generate({"z": z[i:i + batch_size].to(self.device),
-                                             "y": y[i:i + batch_size].to(self.device)}, G).float().cpu()
-                              for i in range(0, len(z), batch_size)])
+            raise ConfigError("variant=supervised decodes a code with its label: model.reconstruct(x, y=labels)")
+        return self.generate({"z": z, "y": y}, G)
 
     # -- sampling ------------------------------------------------------------------------------
     @property

@@ -7,7 +7,8 @@ G(E(x)). ``ganforge encode RUN --input ...`` and ``ganforge sample RUN --input .
 
 A model overrides ``encode_batch`` when its encoder's output is not the code itself (a stochastic
 encoder returns its mean: the code a user wants for features is the deterministic one) and
-``decode_batch`` when G takes more than z.
+``decode_batch`` when G takes more than z (AAE's supervised G also reads the label: ``reconstruct``
+and ``decode`` take the images' labels ``y``, which other models ignore).
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class Encoding:
         eps = self.randn(len(mu), mu.shape[1]).to(mu.dtype)
         return mu + (0.5 * logvar).exp() * eps
 
-    def decode_batch(self, z: torch.Tensor, G) -> torch.Tensor:
-        """Images for codes ``z`` by network ``G`` (the generator or decoder)."""
+    def decode_batch(self, z: torch.Tensor, G, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for codes ``z`` by network ``G`` (the generator or decoder); ``y``, the labels of the
+        images the codes came from, or None, is for a G that reads labels."""
         return self.generate({"z": z}, G)
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,10 +60,19 @@ class Encoding:
         return torch.cat(out) if out else x.new_empty(0, 0)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, use_ema: bool = True, batch_size: int = 500) -> torch.Tensor:
-        """G(E(x)) for images ``x``, in [-1, 1], on the CPU."""
-        z, G = self.encode(x, use_ema, batch_size), self.generator_net(use_ema)
+    def decode(self, z: torch.Tensor, use_ema: bool = True, batch_size: int = 500, y=None) -> torch.Tensor:
+        """Images G(z) for codes ``z`` (from ``encode``), in [-1, 1], on the CPU; ``y``: see ``decode_batch``."""
+        G = self.generator_net(use_ema)
+        y = None if y is None else torch.as_tensor(y).long()
         with evaluating(G):
-            out = [self.decode_batch(z[i:i + batch_size].to(self.device), G).float().cpu()
+            out = [self.decode_batch(z[i:i + batch_size].to(self.device), G,
+                                     None if y is None else y[i:i + batch_size].to(self.device)).float().cpu()
                    for i in range(0, len(z), batch_size)]
-        return torch.cat(out) if out else self._images(x)
+        s = self.spec
+        return torch.cat(out) if out else z.new_empty(0, s.channels, s.image_size, s.image_size)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, use_ema: bool = True, batch_size: int = 500, y=None) -> torch.Tensor:
+        """G(E(x)) for images ``x``, in [-1, 1], on the CPU; ``y``, the images' labels, for a G that
+        reads them (AAE's supervised variant)."""
+        return self.decode(self.encode(x, use_ema, batch_size), use_ema, batch_size, y)
