@@ -183,3 +183,15 @@ def test_make_demo_path(tmp_path):
     assert (out / "samples" / "step_000004.png").exists() and (out / "losses.png").exists()
     assert str(out) in r.stdout
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--truncation", "0.7"], "does not take --truncation"),
+    (["--mix"], "does not take --mix"),
+    (["--styles", "4", "--input", "x.png"], "does not take --styles"),
+    (["--style-from", "x.png", "--input", "x.png"], "does not take --style-from"),
+])
+def test_model_specific_sample_flags_refused_in_one_line(capsys, trained_run, flags, says):
+    code, _, err = run_cli(capsys, "sample", trained_run, *flags)
+    assert code != 0 and says in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

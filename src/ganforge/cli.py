@@ -117,6 +117,9 @@ def cmd_sample(args) -> int:
     from .training import load_run
 
     model = load_run(args.run, device=args.device)
+    _check_sample_options(model, args)
+    if args.styles is not None or args.style_from is not None:
+        return _translate_styles(model, args)
     if args.input is not None and hasattr(model, "reconstruct") and args.direction is None:
         return _reconstruct_files(model, args)
     if args.input is not None or args.direction is not None:
@@ -136,7 +139,16 @@ def cmd_sample(args) -> int:
         if not getattr(model, "takes_label", False):  # base models would ignore it silently
             raise ConfigError(f"{model.name} is not class-conditional, so --label does not apply to it")
         cond["label"] = args.label
-    if args.vary is not None:
+    if args.truncation is not None:
+        cond["truncation"] = args.truncation
+    if args.mix:
+        if args.vary is not None or args.label is not None:
+            raise ConfigError("--mix draws its own grid; give it without --vary or --label")
+        if not args.out:
+            out = Path(args.run) / f"mix_seed{args.seed}.png"
+        x, nrow = model.mixing_grid(seed=args.seed, use_ema=not args.no_ema, **cond)
+        args.n = len(x)
+    elif args.vary is not None:
         if not hasattr(model, "traversal"):
             raise ConfigError(f"{model.name} has no latent codes to vary; --vary is for infogan")
         if args.label is not None:
@@ -159,6 +171,59 @@ def cmd_sample(args) -> int:
     else:
         save_grid(x, out, nrow=nrow)
     print(f"wrote {args.n} samples of {model.generator_name(not args.no_ema)} to {out}")
+    return 0
+
+
+# Sampling flags that only some models take: flag -> (the model's sample_options entry, who takes it).
+SAMPLE_FLAGS = {"truncation": ("truncation", "--truncation"), "mix": ("mix", "--mix"),
+                "styles": ("styles", "--styles"), "style_from": ("styles", "--style-from")}
+
+
+def _check_sample_options(model, args) -> None:
+    """One line for a flag the run's model does not take, naming the models that do."""
+    from .registry import all_models
+
+    for flag, (option, shown) in SAMPLE_FLAGS.items():
+        if getattr(args, flag) in (None, False):
+            continue
+        if option not in getattr(model, "sample_options", ()):
+            takers = sorted(n for n, c in all_models().items() if option in getattr(c, "sample_options", ()))
+            raise ConfigError(f"{model.name} does not take {shown}" +
+                              (f"; it is for {', '.join(takers)}" if takers else ""))
+    if args.style_from is not None and args.input is None:
+        raise ConfigError("--style-from needs --input, the images to translate in that style")
+    if args.styles is not None and args.input is None:
+        raise ConfigError("--styles needs --input, the images to translate")
+    if args.styles is not None and args.style_from is not None:
+        raise ConfigError("give --styles K (drawn styles) or --style-from IMAGE (an example's style), not both")
+
+
+def _translate_styles(model, args) -> int:
+    """Each input translated in several styles: one PNG per input, the input then its outputs in a row."""
+    import torch
+
+    direction = args.direction or "AtoB"
+    x, files = _read_inputs(Path(args.input), model.input_channels(direction), model.spec.image_size)
+    style = None
+    if args.style_from is not None:
+        style, _ = _read_inputs(Path(args.style_from), model.spec.channels, model.spec.image_size)
+    y = model.translate_styles(x, direction, k=args.styles or 1, style_images=style, use_ema=not args.no_ema,
+                               seed=args.seed)  # (N, K, C, H, W)
+    src = x.float() / 127.5 - 1.0
+    if src.shape[1] != y.shape[2]:  # a grey input beside colour outputs
+        src = src.expand(-1, y.shape[2], -1, -1)
+    rows = torch.cat([src[:, None], y], 1)  # (N, 1 + K, C, H, W)
+    out = Path(args.out) if args.out else Path(args.run) / f"styles_{direction}"
+    if out.suffix:
+        raise ConfigError(f"--out is a folder for the translated images, got {out.name!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    from .report import save_grid
+
+    for r, f in zip(rows, files):
+        save_grid(r, out / f"{f.stem}.png", nrow=len(r))
+    how = f"the style of {args.style_from}" if style is not None else f"{y.shape[1]} drawn styles"
+    print(f"translated {len(files)} image{'s' * (len(files) != 1)} {direction} in {how} to {out}/ "
+          "(one PNG per input: the input, then its translations)")
     return 0
 
 
@@ -331,6 +396,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="translation models: images to translate; models with an encoder: images to reconstruct "
                    "as G(E(x)) (written as PNGs into --out DIR)")
     s.add_argument("--direction", choices=["AtoB", "BtoA"], help="translation models: which way (default AtoB)")
+    s.add_argument("--truncation", type=float, metavar="PSI",
+                   help="the truncation trick (stylegan: psi towards the mean w; biggan: the resampling threshold)")
+    s.add_argument("--mix", action="store_true", help="stylegan: the style-mixing grid (coarse, middle and fine "
+                   "styles of one row's images applied to another's)")
+    s.add_argument("--styles", type=_positive(int), metavar="K",
+                   help="multimodal translators (munit, drit, bicyclegan): K drawn styles per --input image")
+    s.add_argument("--style-from", metavar="IMAGE", help="multimodal translators: translate --input in the style "
+                   "of this example image")
     s.add_argument("--no-ema", action="store_true", help="use G rather than its EMA copy")
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.set_defaults(fn=cmd_sample)

@@ -41,6 +41,12 @@ def model_names() -> list[str]:
     return sorted(_MODELS)
 
 
+def all_models() -> dict[str, type]:
+    """Every registered model class by name."""
+    _load_all()
+    return dict(sorted(_MODELS.items()))
+
+
 def get_model_class(name: str):
     _load_all()
     key = name.lower()

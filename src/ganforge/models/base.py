@@ -101,6 +101,10 @@ class GANModel(nn.Module):
     # Which STEP_OPTIONS a model's own d_step/g_step implement (with the helpers below); the
     # default steps implement all of them. Any other option that is on is refused when built.
     step_options: tuple[str, ...] = ()
+    # Which of `ganforge sample`'s model-specific flags the model takes: "truncation" (its
+    # sample_inputs accepts truncation=), "mix" (it has mixing_grid(seed, use_ema)), "styles" (it
+    # has translate_styles(x, direction, k, style_images, use_ema, seed) -> (N, K, C, H, W)).
+    sample_options: tuple[str, ...] = ()
 
     def __init__(self, cfg: dict, spec: DataSpec):
         super().__init__()
