@@ -229,6 +229,17 @@ def test_cyclegan_identity_loss_setting():
         ganforge.models.cyclegan.CycleGAN(m.cfg, DataSpec("image", 1, 32, in_channels=3, paired=False))
 
 
+def test_cyclegan_weights_each_cycle_apart():
+    b = pair_batch()
+    both = cyclegan(lambda_id=0.0).g_step(b)
+    for k, other in (("lambda_A", "cycle_B"), ("lambda_B", "cycle_A")):
+        one = cyclegan(lambda_id=0.0, **{k: 2.5}).g_step(b)  # that cycle at 2.5, the other at lambda_cyc
+        mine = "cycle_A" if other == "cycle_B" else "cycle_B"
+        assert torch.allclose(both["loss"] - one["loss"], 7.5 * both[mine], rtol=1e-5), k
+    with pytest.raises(ConfigError, match="lambda_A"):
+        cyclegan(lambda_A=-1.0)
+
+
 def test_cyclegan_d_trains_on_the_pool(tmp_path):
     t = trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=1, pool_size=2, jitter=False, **CYC)
     m, seen, judged = t.model, [], []

@@ -13,6 +13,12 @@ are ResNets (9 blocks at 256x256, 6 at 128 and below), instance norm, batch size
 with beta1 0.5, the learning rate constant for the first half and then linearly to 0
 (``lr_decay=0.5``). One optimizer for both G's and one for both D's, as in the authors' code.
 
+``lambda_A`` and ``lambda_B`` (the authors' names; unset: lambda_cyc) weight the two cycles
+apart. A cycle through a map that loses information asks the other generator to hide it: digits
+-> edge maps drops stroke thickness, so a strong A -> B -> A cycle teaches G_AB to write it into
+its edge maps faintly and G_BA to read it there, and on real edge maps, which carry no such
+trace, G_BA then draws hollow outlines. Weakening that one cycle (``lambda_A``) lets D_A decide.
+
 Settings: ``lambda_cyc``, ``lambda_id`` (a fraction of lambda_cyc; 0 when A and B differ in
 channels), ``pool_size`` (0: no pool), ``n_blocks`` (None: by size), ``norm``,
 ``g_width``/``d_width``, ``d_layers`` (None: 3 from 64x64 up, 2 below), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both
@@ -48,7 +54,7 @@ class CycleGAN(Translator, GANModel):
     data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
     data_desc = "two image domains A, B (unpaired)"
     defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "n_blocks": None, "norm": "instance",
-                "lambda_cyc": 10.0, "lambda_id": 0.5, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
+                "lambda_cyc": 10.0, "lambda_A": None, "lambda_B": None, "lambda_id": 0.5, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
                 "direction": "auto", "jitter": None}
     ema_nets = ("G_AB", "G_BA")
     generator = "G_AB"
@@ -58,8 +64,8 @@ class CycleGAN(Translator, GANModel):
         c, s = self.cfg, self.spec
         self.check_settings()
         in_ch, out_ch = self.in_out()
-        if c["lambda_cyc"] < 0 or c["lambda_id"] < 0:
-            raise ConfigError("lambda_cyc and lambda_id must be >= 0")
+        if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id")):
+            raise ConfigError("lambda_cyc, lambda_A, lambda_B and lambda_id must be >= 0")
         if c["lambda_id"] and in_ch != out_ch:
             raise ConfigError(f"the identity loss feeds B to G_AB, which needs A and B of the same channels "
                               f"({in_ch} and {out_ch} here): --set lambda_id=0")
@@ -101,7 +107,8 @@ class CycleGAN(Translator, GANModel):
         c, t = self.cfg, self.g_terms(batch)
         # D's phase judges these fakes; no network is named, since D may use them whatever G did since.
         self.share("fakes", (t.pop("fake_A").detach(), t.pop("fake_B").detach()))
-        loss = t["G_AB_gan"] + t["G_BA_gan"] + c["lambda_cyc"] * (t["cycle_A"] + t["cycle_B"])
+        lam_a, lam_b = (c["lambda_cyc"] if c[k] is None else c[k] for k in ("lambda_A", "lambda_B"))
+        loss = t["G_AB_gan"] + t["G_BA_gan"] + lam_a * t["cycle_A"] + lam_b * t["cycle_B"]
         if c["lambda_id"]:
             loss = loss + c["lambda_cyc"] * c["lambda_id"] * (t["idt_A"] + t["idt_B"])
         return {"loss": loss, **{k: v.detach() for k, v in t.items()}}
