@@ -240,6 +240,18 @@ def test_cyclegan_weights_each_cycle_apart():
         cyclegan(lambda_A=-1.0)
 
 
+def test_cyclegan_unet_generators():
+    from ganforge.nn import UNetGenerator
+
+    m = cyclegan(g_arch="unet", lambda_id=0.0)
+    assert isinstance(m.G_AB, UNetGenerator) and isinstance(m.G_BA, UNetGenerator)
+    assert not any(isinstance(x, torch.nn.Dropout) and x.p > 0 for x in m.modules())
+    out = m.g_step(pair_batch())
+    assert torch.isfinite(out["loss"]) and out["cycle_A"] > 0
+    with pytest.raises(ConfigError, match="g_arch"):
+        cyclegan(g_arch="vgg")
+
+
 def test_cyclegan_d_trains_on_the_pool(tmp_path):
     t = trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=1, pool_size=2, jitter=False, **CYC)
     m, seen, judged = t.model, [], []

@@ -21,6 +21,7 @@ trace, G_BA then draws hollow outlines. Weakening that one cycle (``lambda_A``) 
 
 Settings: ``lambda_cyc``, ``lambda_id`` (a fraction of lambda_cyc; 0 when A and B differ in
 channels), ``pool_size`` (0: no pool), ``n_blocks`` (None: by size), ``norm``,
+``g_arch`` (``resnet``, or ``unet``: pix2pix's U-Net without dropout, as the authors' code offers),
 ``g_width``/``d_width``, ``d_layers`` (None: 3 from 64x64 up, 2 below), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both
 generators.
 """
@@ -31,7 +32,7 @@ import itertools
 import torch
 
 from ..errors import ConfigError
-from ..nn import ImagePool, PatchDiscriminator, ResnetGenerator
+from ..nn import ImagePool, PatchDiscriminator, ResnetGenerator, UNetGenerator
 from ..registry import register
 from .base import GANModel, Phase
 from .translation import Translator
@@ -53,7 +54,7 @@ class CycleGAN(Translator, GANModel):
     year = 2017
     data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
     data_desc = "two image domains A, B (unpaired)"
-    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "n_blocks": None, "norm": "instance",
+    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "n_blocks": None, "norm": "instance", "g_arch": "resnet",
                 "lambda_cyc": 10.0, "lambda_A": None, "lambda_B": None, "lambda_id": 0.5, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
                 "direction": "auto", "jitter": None}
     ema_nets = ("G_AB", "G_BA")
@@ -69,11 +70,19 @@ class CycleGAN(Translator, GANModel):
         if c["lambda_id"] and in_ch != out_ch:
             raise ConfigError(f"the identity loss feeds B to G_AB, which needs A and B of the same channels "
                               f"({in_ch} and {out_ch} here): --set lambda_id=0")
-        if s.image_size % 4:
-            raise ConfigError(f"the ResNet generator needs an image size that is a multiple of 4, got {s.image_size}")
-        blocks = c["n_blocks"] if c["n_blocks"] is not None else (9 if s.image_size >= 256 else 6)
-        self.G_AB = ResnetGenerator(in_ch, out_ch, c["g_width"], blocks, c["norm"])
-        self.G_BA = ResnetGenerator(out_ch, in_ch, c["g_width"], blocks, c["norm"])
+        if c["g_arch"] == "unet":
+            # The CycleGAN authors' U-Net option: no dropout, their G's take no noise.
+            self.G_AB = UNetGenerator(in_ch, out_ch, s.image_size, c["g_width"], c["norm"], dropout=0.0)
+            self.G_BA = UNetGenerator(out_ch, in_ch, s.image_size, c["g_width"], c["norm"], dropout=0.0)
+        elif c["g_arch"] == "resnet":
+            if s.image_size % 4:
+                raise ConfigError(f"the ResNet generator needs an image size that is a multiple of 4, "
+                                  f"got {s.image_size}")
+            blocks = c["n_blocks"] if c["n_blocks"] is not None else (9 if s.image_size >= 256 else 6)
+            self.G_AB = ResnetGenerator(in_ch, out_ch, c["g_width"], blocks, c["norm"])
+            self.G_BA = ResnetGenerator(out_ch, in_ch, c["g_width"], blocks, c["norm"])
+        else:
+            raise ConfigError(f"g_arch must be resnet or unet, got {c['g_arch']!r}")
         self.D_A = PatchDiscriminator(in_ch, c["d_width"], self.patch_layers(), c["norm"])
         self.D_B = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), c["norm"])
         if s.image_size < self.D_A.min_size:
