@@ -32,6 +32,8 @@ from ..nn import View, dcgan_init
 from ..registry import register
 from .base import GANModel, Phase
 
+CONFIDENT = 0.9  # a classifier's top probability for a digit to count as legible
+
 
 class CoupledGenerator(nn.Module):
     """z -> (image A, image B): trunk(s) z -> C x S/2 x S/2, then one transposed conv per domain."""
@@ -159,7 +161,9 @@ class CoGAN(GANModel):
         classifiers (each domain's, data/translation.domain_view) give the same class; and
         ``pixel_agreement``, the paper's measure, the fraction of pixels where the relation applied
         to A (``255 - A``, ``edges(A)``) and B agree after thresholding at half range (for colour
-        domains: A against uncolor(B)). ``classes_A``: classes covered by A's samples."""
+        domains: A against uncolor(B)). ``confident``: the fraction of pairs that both classifiers
+        read with probability >= ``CONFIDENT``, and ``pair_agreement_confident`` the agreement among
+        them. ``classes_A``: classes covered by A's samples."""
         from ..data import parse_name
         from ..data.translation import derived_of
         from ..metrics.classifier import to_uint8
@@ -173,8 +177,11 @@ class CoGAN(GANModel):
                               f"(mnist-negative-unpaired, mnist-edges-unpaired, ...), not {base!r}")
         source, kind, _ = got
         a, b = self.sample_pair(n, seed, use_ema)
-        la = DigitsExtractor(source, device).extract(a)[1].argmax(1)
-        lb = DigitsExtractor(f"{source}{kind.suffix}", device).extract(b)[1].argmax(1)
+        pa = DigitsExtractor(source, device).extract(a)[1].softmax(1)
+        pb = DigitsExtractor(f"{source}{kind.suffix}", device).extract(b)[1].softmax(1)
+        la, lb = pa.argmax(1), pb.argmax(1)
+        # Pairs both classifiers read with confidence: agreement there is not blurred by illegible digits.
+        sure = (pa.max(1).values >= CONFIDENT) & (pb.max(1).values >= CONFIDENT)
         ua, ub = to_uint8(a), to_uint8(b)
         if kind.to_digit is not None:
             lhs, rhs = ua, kind.to_digit(ub)
@@ -183,6 +190,8 @@ class CoGAN(GANModel):
         pixels = ((lhs >= 128) == (rhs >= 128)).float().mean()
         return {"n": n, "pair_agreement": round(float((la == lb).float().mean()), 6),
                 "pixel_agreement": round(float(pixels), 6),
+                "confident": round(float(sure.float().mean()), 6),
+                "pair_agreement_confident": round(float((la == lb)[sure].float().mean()), 6) if sure.any() else None,
                 "classes_A": class_metrics(torch.nn.functional.one_hot(la, 10).float(), 10)["classes"],
                 "share": self.cfg["share"]}
 
