@@ -70,6 +70,15 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
         if write:
             append_jsonl(run_dir / "eval.jsonl", record)
         return record
+    if hasattr(model, "joint_metrics"):
+        # CoGAN samples pairs of two domains from one z: measured by how often a pair agrees.
+        if baseline == "real":
+            raise ConfigError(f"{model.name} is measured on pairs of its samples; --baseline real does not apply")
+        result = model.joint_metrics(n=n or 10_000, seed=seed, use_ema=ema, device=dev)
+        record = _record(model, {"data": data, "seed": seed}, model.generator_name(ema), baseline, result)
+        if write:
+            append_jsonl(run_dir / "eval.jsonl", record)
+        return record
     kind = model.spec.kind
     real = None
     if kind == "image":

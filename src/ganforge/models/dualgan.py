@@ -1,0 +1,109 @@
+"""DualGAN: Yi, Zhang, Tan & Gong, "DualGAN: Unsupervised Dual Learning for Image-to-Image
+Translation", ICCV 2017.
+
+What is different: the same closed loop as CycleGAN (two translators, each other's inverse, with
+a reconstruction loss both ways), but trained as two *Wasserstein* GANs: the discriminators are
+critics with a linear output, kept Lipschitz by clipping every weight to [-c, c] after each update,
+trained ``n_critic`` times per generator update with RMSProp (the WGAN recipe of Arjovsky et al.,
+which the paper adopts because momentum-based optimisers were unstable there). Generators are
+pix2pix's U-Net (skips, dropout) and critics its PatchGAN. Names here: G_AB: A -> B (the paper's
+G_A: U -> V), G_BA: B -> A (G_B), D_B judges domain B (D_A), D_A domain A (D_B). G's loss:
+``lambda_A * |G_BA(G_AB(a)) - a|_1 + lambda_B * |G_AB(G_BA(b)) - b|_1 - D_B(G_AB(a)) - D_A(G_BA(b))``;
+the paper sets lambda_U, lambda_V in [100, 1000], clip c = 0.01, n_critic 2..4, batch 1..4,
+RMSProp lr 5e-5.
+
+Settings: ``lambda_A``, ``lambda_B``, ``clip``, ``n_critic``, ``g_width``, ``d_width``, ``d_layers``
+(None: 3 from 64x64 up, 2 below), ``norm``, ``dropout``, ``direction``, ``jitter``; ``ema`` keeps EMA
+copies of both generators.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from .. import losses
+from ..errors import ConfigError
+from ..nn import PatchDiscriminator, UNetGenerator
+from ..registry import register
+from .base import GANModel, Phase
+from .translation import Translator
+
+
+@register
+class DualGAN(Translator, GANModel):
+    name = "dualgan"
+    family = "translation"
+    paper = "Yi et al., DualGAN: Unsupervised Dual Learning for Image-to-Image Translation"
+    year = 2017
+    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
+    data_desc = "two image domains A, B (unpaired)"
+    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "norm": "batch", "dropout": 0.5,
+                "lambda_A": 500.0, "lambda_B": 500.0, "clip": 0.01, "n_critic": 2, "lr": 5e-5,
+                "batch_size": 1, "loss": "wasserstein", "direction": "auto", "jitter": None}
+    ema_nets = ("G_AB", "G_BA")
+    generator = "G_AB"
+    directions = {"AtoB": "G_AB", "BtoA": "G_BA"}
+
+    def build(self):
+        c, s = self.cfg, self.spec
+        self.check_settings()
+        if c["loss"] != "wasserstein":
+            raise ConfigError(f"dualgan's critics are Wasserstein critics with clipped weights; loss={c['loss']!r} "
+                              "does not apply (use cyclegan for other objectives)")
+        if c["lambda_A"] < 0 or c["lambda_B"] < 0 or not c["clip"] > 0 or int(c["n_critic"]) < 1:
+            raise ConfigError("dualgan needs lambda_A, lambda_B >= 0, clip > 0 and n_critic >= 1")
+        in_ch, out_ch = self.in_out()
+        self.G_AB = UNetGenerator(in_ch, out_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
+        self.G_BA = UNetGenerator(out_ch, in_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
+        self.D_A = PatchDiscriminator(in_ch, c["d_width"], self.patch_layers(), c["norm"])
+        self.D_B = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), c["norm"])
+        if s.image_size < self.D_A.min_size:
+            raise ConfigError(f"a PatchGAN with d_layers={self.patch_layers()} needs images of at least "
+                              f"{self.D_A.min_size}x{self.D_A.min_size}, got {s.image_size}")
+
+    def optimizers(self):
+        c = self.cfg
+        return {"G": torch.optim.RMSprop(itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()),
+                                         lr=c["lr_g"] or c["lr"]),
+                "D": torch.optim.RMSprop(itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
+                                         lr=c["lr_d"] or c["lr"])}
+
+    def phases(self):
+        # n_critic critic updates, each on a fresh batch, then one generator update (the WGAN loop)
+        return [Phase("D", self.d_step, ("D",), int(self.cfg["n_critic"]), fresh=True),
+                Phase("G", self.g_step, ("G",))]
+
+    @torch.no_grad()
+    def after_phase(self, name):
+        super().after_phase(name)
+        if name == "D":  # the critics' Lipschitz constraint: every weight into [-c, c]
+            for p in itertools.chain(self.D_A.parameters(), self.D_B.parameters()):
+                p.clamp_(-self.cfg["clip"], self.cfg["clip"])
+
+    def d_step(self, batch):
+        a, b = batch["A"], batch["B"]
+        with torch.no_grad():
+            fake_b, fake_a = self.G_AB(a), self.G_BA(b)
+        d_a = losses.d_loss("wasserstein", self.D_A(a), self.D_A(fake_a))
+        d_b = losses.d_loss("wasserstein", self.D_B(b), self.D_B(fake_b))
+        return {"loss": d_a + d_b, "D_A": d_a.detach(), "D_B": d_b.detach()}
+
+    def g_terms(self, batch) -> dict:
+        """Every term of G's loss, unweighted."""
+        a, b = batch["A"], batch["B"]
+        fake_b, fake_a = self.G_AB(a), self.G_BA(b)
+        return {"G_AB_gan": losses.g_loss("wasserstein", self.D_B(fake_b)),
+                "G_BA_gan": losses.g_loss("wasserstein", self.D_A(fake_a)),
+                "recon_A": (self.G_BA(fake_b) - a).abs().mean(), "recon_B": (self.G_AB(fake_a) - b).abs().mean()}
+
+    def g_step(self, batch):
+        c, t = self.cfg, self.g_terms(batch)
+        loss = t["G_AB_gan"] + t["G_BA_gan"] + c["lambda_A"] * t["recon_A"] + c["lambda_B"] * t["recon_B"]
+        return {"loss": loss, **{k: v.detach() for k, v in t.items()}}
+
+    def grid_rows(self, a, b, paired):
+        fb, fa = self.translate(a, "AtoB"), self.translate(b, "BtoA")
+        if paired:
+            return [[a, fb, b], [b, fa, a]]
+        return [[a, fb, self.translate(fb, "BtoA")], [b, fa, self.translate(fa, "AtoB")]]

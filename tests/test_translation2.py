@@ -1,0 +1,222 @@
+"""CoGAN, UNIT, DualGAN, DiscoGAN: each paper's defining mechanism, and a short run from the CLI
+measured by `ganforge eval` (label preservation both ways; CoGAN: pair agreement)."""
+import itertools
+
+import pytest
+import torch
+
+import ganforge
+from ganforge import config as C
+from ganforge.cli import main
+from ganforge.data import load_data
+from ganforge.errors import ConfigError
+from ganforge.training.engine import Trainer
+
+TINY = {"g_width": 4, "d_width": 4}
+QUIET = {"log_every": 1, "sample_every": 0, "ckpt_every": 0}
+
+
+def trainer(model, data, tmp_path, **sets):
+    cls = ganforge.registry.get_model_class(model)
+    cfg = C.resolve(cls.defaults, {"model": model, "data": data, "device": "cpu", **QUIET}, sets)
+    return Trainer(cfg, tmp_path, progress=False)
+
+
+def batch(n=4, ca=1, cb=1, size=28, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"A": torch.rand(n, ca, size, size, generator=g) * 2 - 1,
+            "B": torch.rand(n, cb, size, size, generator=g) * 2 - 1}
+
+
+def grads(net):
+    return {k: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for k, p in net.named_parameters()}
+
+
+# ---------------------------------------------------------------------------- CoGAN
+@pytest.mark.parametrize("part", ["G", "D"])
+def test_cogan_shares_g_first_and_d_last_layers(part):
+    torch.manual_seed(0)
+    shared = ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, **TINY)
+    apart = ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, share=False, **TINY)
+    net, other = getattr(shared, part), getattr(apart, part)
+    assert net.trunk_of("A") is net.trunk_of("B")  # one module: the same parameters
+    assert other.trunk_of("A") is not other.trunk_of("B")
+    n_trunk = sum(p.numel() for p in net.trunk.parameters())
+    assert sum(p.numel() for p in other.parameters()) == sum(p.numel() for p in net.parameters()) + n_trunk
+    # the shared layers learn from both domains' losses; each domain's own layers from its own only
+    own = "head" if part == "G" else "tail"
+    for model in (shared, apart):
+        x = batch(4)
+        out = {}
+        for d in "AB":
+            model.zero_grad()
+            if part == "G":
+                fa, fb = model.G(torch.randn(4, 8, generator=torch.Generator().manual_seed(1)))
+                (fa if d == "A" else fb).pow(2).mean().backward()
+            else:
+                model.D(x[d], d).mean().backward()
+            out[d] = grads(getattr(model, part))
+        for d, e in ("AB", "BA"):
+            assert all(out[d][k].abs().sum() > 0 for k in out[d] if k.startswith(f"{own}_{d}.") and "weight" in k)
+            assert all(out[d][k].abs().sum() == 0 for k in out[d] if k.startswith(f"{own}_{e}."))
+        trunk_keys = [k for k in out["A"] if k.startswith("trunk.") and "weight" in k]
+        if model is shared:
+            assert trunk_keys and all(out["A"][k].abs().sum() > 0 and out["B"][k].abs().sum() > 0 for k in trunk_keys)
+        else:
+            assert all(out["B"][k].abs().sum() == 0 for k in out["B"] if k.startswith("trunk_A."))
+
+
+def test_cogan_trains_and_samples_pairs_from_one_z(tmp_path):
+    t = trainer("cogan", "digits-negative-unpaired", tmp_path, z_dim=8, batch_size=8, steps=2, **TINY)
+    t.fit()
+    m = t.model
+    assert not any(k.startswith("G.trunk_") for k in m.state_dict())  # shared: held once
+    a, b = m.sample_pair(5, seed=3)
+    assert a.shape == b.shape == (5, 1, 28, 28)
+    side = m.sample(5, seed=3)
+    assert side.shape == (5, 1, 28, 56) and torch.equal(side, torch.cat([a, b], 3))
+    assert not torch.equal(m.sample(5, seed=4), side)
+    with pytest.raises(ConfigError, match="share must be"):
+        ganforge.create("cogan", "digits-negative-unpaired", share="yes", **TINY)
+
+
+@pytest.mark.parametrize("data", ["digits-negative-unpaired", "digits-edges-unpaired", "digits-color-unpaired"])
+def test_pair_agreement_scores_related_pairs_high_and_unrelated_low(data, monkeypatch):
+    from ganforge.data.translation import color, color_indices, edges
+
+    m = ganforge.create("cogan", data, z_dim=8, **TINY)
+    a = load_data("digits:test").x[:200]
+    b = 255 - a if "negative" in data else edges(a) if "edges" in data else color(a, *color_indices(range(200)))
+    f = (lambda x: x.float() / 127.5 - 1)  # noqa: E731
+    monkeypatch.setattr(m, "sample_pair", lambda n, seed, use_ema: (f(a), f(b)))
+    good = m.joint_metrics(n=200)
+    assert good["pair_agreement"] > 0.9 and good["pixel_agreement"] > 0.95 and good["classes_A"] == 10
+    perm = torch.randperm(200, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(m, "sample_pair", lambda n, seed, use_ema: (f(a), f(b[perm])))
+    bad = m.joint_metrics(n=200)
+    assert bad["pair_agreement"] < 0.3 and bad["pixel_agreement"] < good["pixel_agreement"] - 0.05
+
+
+def test_cogan_eval_reports_pair_agreement(tmp_path):
+    run = tmp_path / "cg"
+    assert main(["train", "cogan", "--data", "digits-negative-unpaired", "--steps", "1", "--out", str(run), "--quiet",
+                 "--set", "z_dim=8", "--set", "g_width=4", "--set", "d_width=4", "--set", "sample_every=0"]) == 0
+    from ganforge.run_eval import evaluate_run
+
+    rec = evaluate_run(run, n=50, progress=False)
+    assert {"pair_agreement", "pixel_agreement", "classes_A"} <= set(rec) and rec["n"] == 50
+    assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "pairs.png")]) == 0
+    with pytest.raises(ConfigError, match="baseline real"):
+        evaluate_run(run, n=50, baseline="real", progress=False)
+
+
+# ---------------------------------------------------------------------------- UNIT
+def test_unit_encoders_and_generators_share_their_high_level_layers():
+    m = ganforge.create("unit", "digits-edges-unpaired", **TINY)
+    assert m.E_A.shared is m.E_B.shared and m.G_A.shared is m.G_B.shared
+    assert m.E_A.front is not m.E_B.front and m.G_A.back is not m.G_B.back
+    ids = {id(p) for p in m.E_A.shared.parameters()}
+    assert ids and ids <= {id(p) for p in m.E_B.parameters()}
+    opt = m.optimizers()["G"]
+    params = [p for g in opt.param_groups for p in g["params"]]
+    assert len(params) == len({id(p) for p in params})  # a shared layer is stepped once, not twice
+    apart = ganforge.create("unit", "digits-edges-unpaired", share=False, **TINY)
+    assert apart.E_A.shared is not apart.E_B.shared and apart.G_A.shared is not apart.G_B.shared
+    # A -> B is G_B(E_A(a)), through the shared code
+    x = batch(2)["A"]
+    with torch.no_grad():
+        m.eval()
+        assert torch.allclose(m.translate(x, "AtoB"), m.G_B(m.E_A(x)))
+        assert torch.allclose(m.translate(x, "BtoA"), m.G_A(m.E_B(x)))
+
+
+def test_unit_kl_and_cycle_terms_by_hand(monkeypatch):
+    torch.manual_seed(0)
+    m = ganforge.create("unit", "digits-edges-unpaired", **TINY)
+    monkeypatch.setattr(m, "randn", lambda n, *shape, **kw: torch.zeros(n, *shape))  # z = mu: replayable
+    x = batch(3, seed=1)
+    t = m.g_terms(x)
+    a, b = x["A"], x["B"]
+    with torch.no_grad():
+        mu_a, mu_b = m.E_A(a), m.E_B(b)
+        assert torch.allclose(t["KL_A"], 0.5 * mu_a.pow(2).mean(), rtol=1e-5)  # KL(N(mu, I) || N(0, I)) per dim
+        assert torch.allclose(t["KL_B"], 0.5 * mu_b.pow(2).mean(), rtol=1e-5)
+        assert torch.allclose(t["recon_A"], (m.G_A(mu_a) - a).abs().mean(), rtol=1e-5)
+        mu_ab = m.E_B(m.G_B(mu_a))
+        assert torch.allclose(t["KL_cyc_A"], 0.5 * mu_ab.pow(2).mean(), rtol=1e-5)
+        assert torch.allclose(t["cycle_A"], (m.G_A(mu_ab) - a).abs().mean(), rtol=1e-5)
+        assert torch.allclose(t["cycle_B"], (m.G_B(m.E_A(m.G_A(mu_b))) - b).abs().mean(), rtol=1e-5)
+    base = m.g_loss(t)
+    m.cfg["lambda_kl"] += 1.0
+    kl = t["KL_A"] + t["KL_B"] + t["KL_cyc_A"] + t["KL_cyc_B"]
+    assert torch.allclose(m.g_loss(t) - base, kl, rtol=1e-4)
+    m.cfg["lambda_cyc"] += 1.0
+    assert torch.allclose(m.g_loss(t) - base, kl + t["cycle_A"] + t["cycle_B"], rtol=1e-4)
+    with pytest.raises(ConfigError, match="EMA"):
+        ganforge.create("unit", "digits-edges-unpaired", ema=0.999, **TINY)
+
+
+# ---------------------------------------------------------------------------- DualGAN
+def test_dualgan_clips_its_critics_and_uses_rmsprop(tmp_path):
+    t = trainer("dualgan", "digits-edges-unpaired", tmp_path, steps=1, **TINY)
+    m = t.model
+    crit = lambda: list(itertools.chain(m.D_A.parameters(), m.D_B.parameters()))  # noqa: E731
+    assert max(float(p.detach().abs().max()) for p in crit()) > m.cfg["clip"]  # initialised beyond c
+    assert all(isinstance(o, torch.optim.RMSprop) for o in m.optimizers().values())
+    (d, g) = m.phases()
+    assert d.name == "D" and d.repeats == 2 and d.fresh and g.name == "G"
+    t.fit()
+    assert max(float(p.detach().abs().max()) for p in crit()) <= m.cfg["clip"] + 1e-9
+    assert max(float(p.detach().abs().max()) for p in m.G_AB.parameters()) > m.cfg["clip"]  # G is not clipped
+    with pytest.raises(ConfigError, match="Wasserstein"):
+        ganforge.create("dualgan", "digits-edges-unpaired", loss="hinge", **TINY)
+
+
+def test_dualgan_loss_weights_the_two_reconstructions():
+    torch.manual_seed(0)
+    m = ganforge.create("dualgan", "digits-edges-unpaired", dropout=0.0, **TINY)
+    x = batch(2)
+    m.eval()  # batch norm on running statistics: the same outputs on every call
+    with torch.no_grad():
+        t = m.g_terms(x)
+        assert torch.allclose(t["recon_A"], (m.G_BA(m.G_AB(x["A"])) - x["A"]).abs().mean())
+        assert torch.allclose(t["G_AB_gan"], -m.D_B(m.G_AB(x["A"])).mean())
+        loss = m.g_step(x)["loss"]
+    want = t["G_AB_gan"] + t["G_BA_gan"] + 500 * t["recon_A"] + 500 * t["recon_B"]
+    assert torch.allclose(loss, want, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- DiscoGAN
+def test_discogan_two_reconstruction_terms_and_no_skips():
+    torch.manual_seed(0)
+    m = ganforge.create("discogan", "digits-edges-unpaired", **TINY)
+    assert not m.G_AB.skips and not m.G_BA.skips  # encoder-decoders, no U-Net shortcut
+    m.eval()
+    x = batch(3)
+    with torch.no_grad():
+        t = m.g_terms(x)
+        assert torch.allclose(t["CONST_A"], (m.G_BA(m.G_AB(x["A"])) - x["A"]).pow(2).mean())
+        assert torch.allclose(t["CONST_B"], (m.G_AB(m.G_BA(x["B"])) - x["B"]).pow(2).mean())
+        assert t["CONST_A"] > 0 and t["CONST_B"] > 0
+    # both reconstruction terms train both generators; with lambda_recon=0 only the GAN terms remain
+    m.train()
+    for lam in (1.0, 0.0):
+        m.cfg["lambda_recon"] = lam
+        m.zero_grad()
+        torch.manual_seed(0)
+        out = m.g_step(x)
+        want = out["GAN_A"] + out["GAN_B"] + lam * (out["CONST_A"] + out["CONST_B"])
+        assert torch.allclose(out["loss"].detach(), want, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- from the CLI
+@pytest.mark.parametrize("model", ["unit", "dualgan", "discogan"])
+def test_translators_train_and_are_measured_both_ways(model, tmp_path):
+    from ganforge.run_eval import evaluate_run
+
+    run = tmp_path / model
+    assert main(["train", model, "--data", "digits-color-unpaired", "--steps", "2", "--out", str(run), "--quiet",
+                 "--set", "g_width=4", "--set", "d_width=4", "--set", "batch_size=2", "--set", "sample_every=0"]) == 0
+    rec = evaluate_run(run, metrics=["l1", "labels"], n=20, progress=False)
+    assert {"label_preservation", "BtoA_label_preservation", "l1", "BtoA_l1"} <= set(rec)
+    assert rec["data"] == "digits-color-unpaired:test"
