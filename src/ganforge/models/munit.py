@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 
 from ..errors import ConfigError
+from ..nn import init_weights
 from ..nn.style import AdaINDecoder, ContentEncoder, MultiScaleDiscriminator, StyleEncoder
 from ..registry import register
 from .base import GANModel, Phase
@@ -89,6 +90,8 @@ class MUNIT(Multimodal, GANModel):
             setattr(self, f"E_s_{dom}", StyleEncoder(ch, c["style_dim"], k["g_width"], 4 if s.image_size >= 64 else 2))
             setattr(self, f"G_{dom}", AdaINDecoder(enc.out_channels, ch, c["style_dim"], c["n_down"], k["n_res"],
                                                    k["mlp_dim"]))
+            for name in ("E_c", "E_s", "G"):  # the authors' He init of the generators (D keeps N(0, 0.02))
+                init_weights(getattr(self, f"{name}_{dom}"), "kaiming")
             setattr(self, f"D_{dom}", MultiScaleDiscriminator(ch, k["d_width"], k["d_layers"], k["d_scales"]))
         if s.image_size < self.D_A.min_size:
             raise ConfigError(f"a {k['d_scales']}-scale PatchGAN of {k['d_layers']} layers needs images of at least "
