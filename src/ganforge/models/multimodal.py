@@ -38,7 +38,7 @@ class Multimodal(Translator):
     """Mixin for a translator with a style code (put it before GANModel in the bases)."""
 
     sample_options = ("styles",)
-    STYLE_DIAGNOSTIC_SEED = 0
+    GRID_SEED = 0  # the training grids show the same drawn styles at every step
 
     # -- what a model implements ----------------------------------------------------------
     def content(self, x, direction: str, use_ema: bool = False):
@@ -127,6 +127,6 @@ class Multimodal(Translator):
         rows = []
         for way, src in (("AtoB", a), ("BtoA", b)):
             if way in self.directions:
-                outs = self.translate_styles(src, way, 4, use_ema=True, seed=self.STYLE_DIAGNOSTIC_SEED)
+                outs = self.translate_styles(src, way, 4, use_ema=True, seed=self.GRID_SEED)
                 rows.append([src, *outs.unbind(1)])
         return rows
