@@ -149,6 +149,8 @@ def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, de
         if i == 0:
             settings.update({key: v for key, v in ev.settings().items() if key not in ("data", "n")})
         record.update(result if i == 0 else {f"{way}_{key}": v for key, v in result.items()})
+    if "styles" in getattr(model, "sample_options", ()):
+        record.update(_diversity(model, group, domains, k, ema, seed, device, extractors))
     net = record.pop("net")
     return _record(model, settings, net, None, record)
 
@@ -174,6 +176,45 @@ def _pairs_evaluator(metrics, labelled: bool, domain, name: str, target, k: int,
             print(f"fd and kid skipped: {e}", file=sys.stderr)
             return make(paired)
     return ev
+
+
+# Inputs and styles per input for the diversity of a multimodal translator (metrics/diversity.py).
+DIVERSITY_INPUTS, DIVERSITY_PHOTO_INPUTS, DIVERSITY_STYLES = 200, 25, 8
+
+
+def _diversity(model, group, domains: dict, k: int, ema: bool, seed: int, device, extractors: dict) -> dict:
+    """Each way: DIVERSITY_STYLES drawn styles for each of the first test inputs, the mean pairwise
+    distance of their outputs (pixel L1; colour on coloured digits; Inception features on
+    photographs, where the features are here), and the same distance between random pairs of real
+    target images (``_real``), the data's own diversity."""
+    from .metrics.diversity import diversity, pair_reference
+
+    out = {}
+    for i, way in enumerate(model.directions):
+        src, dst = way[0], way[-1]
+        photo = domains[dst] is None
+        m = min(k, DIVERSITY_PHOTO_INPUTS if photo else DIVERSITY_INPUTS)
+        colour = not photo and group[dst].shape[1] == 3
+        extract = None
+        if photo:
+            ex = extractors.get(("inception", None))
+            if ex is None:
+                try:
+                    from .metrics.features import get_extractor
+
+                    ex = extractors[("inception", None)] = get_extractor("inception", device=device)
+                except GanforgeError as e:
+                    print(f"diversity_features skipped: {e}", file=sys.stderr)
+            if ex is not None:
+                extract = (lambda x, ex=ex: ex.extract(x, total=len(x))[0])  # noqa: E731
+        styles = model.translate_styles(group[src][:m], way, DIVERSITY_STYLES, use_ema=ema, seed=seed)
+        got = diversity(styles, colour, extract)
+        real = diversity(pair_reference(group[dst][:k], 100 if photo else 500, seed), colour, extract)
+        got.update({f"{key}_real": v for key, v in real.items()})
+        got["diversity_styles"] = DIVERSITY_STYLES
+        out.update({key: round(v, 6) for key, v in got.items()} if i == 0 else
+                   {f"{way}_{key}": round(v, 6) for key, v in got.items()})
+    return out
 
 
 def _record(model, settings: dict, net: str, baseline, result: dict) -> dict:

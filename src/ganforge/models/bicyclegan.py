@@ -1,0 +1,167 @@
+"""BicycleGAN: Zhu, Zhang, Pathak, Darrell, Efros, Wang & Shechtman, "Toward Multimodal
+Image-to-Image Translation", NeurIPS 2017.
+
+What is different: pix2pix on pairs, but G(A, z) also takes a code z (8 numbers, tiled over the
+input as extra channels: ``nn.style.ZInput``), and two cycles between B and z keep G from
+ignoring it:
+
+- cVAE-GAN (B -> z -> B): an encoder E maps the target B to N(mu, sigma^2); z = mu + sigma * eps
+  gives G(A, z) ~ B (L1, ``lambda_l1`` = 10), adversarial against D, and KL(E(B) || N(0, I))
+  (``lambda_kl`` = 0.01) keeps the codes where test-time z are drawn;
+- cLR-GAN (z -> B -> z): a random z ~ N(0, I) gives G(A, z), adversarial against a second
+  discriminator D2, and E must recover it: |mu(G(A, z)) - z|_1 (``lambda_z`` = 0.5). That loss
+  updates G only (E's parameters are held, ``multimodal.frozen``), as in the authors' code.
+
+Least-squares GAN, PatchGANs that see B alone (the authors' default, not conditional on A), a
+U-Net G (no dropout: z is its noise), a convolutional E (``nn.style.StyleEncoder`` with ``vae``); Adam 2e-4 (0.5,
+0.999). The paper's baseline is ``variant=noise``: pix2pix with z injected but no E and no
+latent loss (L1 + GAN only); G learns to ignore z and its outputs collapse to one per input
+(``ganforge eval`` reports the diversity; docs/multimodal.md). ``variant=cvae`` and ``clr`` keep
+one of the two cycles.
+
+Settings: ``style_dim`` (nz, 8), ``lambda_l1``, ``lambda_kl``, ``lambda_z``, ``variant`` (bicycle |
+cvae | clr | noise), ``g_width``/``d_width``/``e_width``, ``d_layers`` (None: 3 from 64x64 up, 2
+below), ``norm``, ``direction``, ``jitter``. On the 28x28 digit domains the U-Net pads to 32 and
+crops back.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..nn import PatchDiscriminator, UNetGenerator
+from ..nn.style import StyleEncoder, ZInput, kl_normal
+from ..registry import register
+from .base import GANModel, Phase
+from .multimodal import Multimodal, frozen
+
+VARIANTS = ("bicycle", "cvae", "clr", "noise")
+
+
+def _mse(d, target: float):
+    return (d - target).pow(2).mean()
+
+
+@register
+class BicycleGAN(Multimodal, GANModel):
+    name = "bicyclegan"
+    family = "translation"
+    paper = "Zhu et al., Toward Multimodal Image-to-Image Translation"
+    year = 2017
+    data_kinds = ("paired",)
+    defaults = {"style_dim": 8, "g_width": 64, "d_width": 64, "e_width": 64, "d_layers": None, "norm": "instance",
+                "lambda_l1": 10.0, "lambda_kl": 0.01, "lambda_z": 0.5, "variant": "bicycle", "batch_size": 2,
+                "direction": "auto", "jitter": None}
+    ema_nets = ("G",)
+    generator = "G"
+    directions = {"AtoB": "G"}
+
+    @property
+    def cvae(self) -> bool:
+        return self.cfg["variant"] in ("bicycle", "cvae")
+
+    @property
+    def clr(self) -> bool:
+        return self.cfg["variant"] in ("bicycle", "clr", "noise")
+
+    def build(self):
+        c, s = self.cfg, self.spec
+        self.check_settings()
+        if c["variant"] not in VARIANTS:
+            raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {c['variant']!r}")
+        for k in ("lambda_l1", "lambda_kl", "lambda_z"):
+            if c[k] < 0:
+                raise ConfigError(f"{k} must be >= 0, got {c[k]}")
+        if c["style_dim"] < 1:
+            raise ConfigError(f"style_dim must be >= 1, got {c['style_dim']}")
+        in_ch, out_ch = self.in_out()
+        nz = c["style_dim"]
+        self.G = ZInput(UNetGenerator(in_ch + nz, out_ch, s.image_size, c["g_width"], c["norm"], dropout=0.0), nz)
+        n_down = 4 if s.image_size >= 64 else 2
+        if c["variant"] != "noise":
+            self.E = StyleEncoder(out_ch, nz, c["e_width"], n_down, vae=True)
+        # D judges the outputs of the encoded z, D2 those of the random z (the authors' two D's):
+        # the two kinds of output differ early on, and one D would judge them as one.
+        if self.cvae:
+            self.D = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), "none")
+        if self.clr:
+            self.D2 = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), "none")
+        d = self.D if self.cvae else self.D2
+        if s.image_size < d.min_size:
+            raise ConfigError(f"a PatchGAN with d_layers={self.patch_layers()} needs images of at least "
+                              f"{d.min_size}x{d.min_size}, got {s.image_size}")
+
+    def optimizers(self):
+        c = self.cfg
+        lr_g, lr_d = c["lr_g"] or c["lr"], c["lr_d"] or c["lr"]
+        out = {"G": self.adam(self.G.parameters(), lr_g)}
+        if hasattr(self, "E"):
+            out["E"] = self.adam(self.E.parameters(), lr_g)
+        out["D"] = self.adam([p for n in ("D", "D2") if hasattr(self, n) for p in getattr(self, n).parameters()], lr_d)
+        return out
+
+    def phases(self):
+        ge = ("G", "E") if hasattr(self, "E") else ("G",)
+        return [Phase("D", self.d_step, ("D",)), Phase("G", self.g_step, ge)]
+
+    # -- the Multimodal interface -----------------------------------------------------------
+    def content(self, x, direction, use_ema=False):
+        return x  # the input image itself is what G keeps
+
+    def style_of(self, y, direction, use_ema=False):
+        if not hasattr(self, "E"):
+            raise ConfigError(f"{self.name} with variant={self.cfg['variant']} has no encoder E, so no style "
+                              "can be taken from an example; use --styles K")
+        return self.E(y)[0]
+
+    def decode(self, content, style, direction, use_ema=False):
+        return self.net("G", use_ema)(content, style)
+
+    # -- training ---------------------------------------------------------------------------
+    def encode(self, b):
+        """E(B) -> (z, mu, logvar), z drawn by reparameterisation."""
+        mu, logvar = self.E(b)
+        return mu + (0.5 * logvar).exp() * self.randn(len(b), self.style_dim), mu, logvar
+
+    def g_terms(self, batch) -> dict:
+        """Every term of G's and E's loss, unweighted, and the fakes."""
+        a, b = batch["A"], batch["B"]
+        t = {}
+        if self.cvae:  # B -> z -> B
+            z_enc, mu, logvar = self.encode(b)
+            fake_enc = self.G(a, z_enc)
+            t.update(fake_enc=fake_enc, G_gan=_mse(self.D(fake_enc), 1.0), L1=(fake_enc - b).abs().mean(),
+                     KL=kl_normal(mu, logvar))
+        if self.clr:  # z -> B -> z
+            z = self.draw_style(len(a))
+            fake_rand = self.G(a, z)
+            t.update(fake_rand=fake_rand, G2_gan=_mse(self.D2(fake_rand), 1.0))
+            if self.cfg["variant"] == "noise":
+                # pix2pix with noise: the L1 to the target on the random-z output, nothing ties z to it
+                t["L1"] = (fake_rand - b).abs().mean()
+            else:
+                t["z_L1"] = (frozen(self.E, fake_rand)[0] - z).abs().mean()
+        return t
+
+    def g_step(self, batch):
+        c, t = self.cfg, self.g_terms(batch)
+        t.pop("fake_enc", None), t.pop("fake_rand", None)
+        weights = {"G_gan": 1.0, "G2_gan": 1.0, "L1": c["lambda_l1"], "KL": c["lambda_kl"], "z_L1": c["lambda_z"]}
+        loss = sum(weights[k] * v for k, v in t.items())
+        return {"loss": loss, **{k: v.detach() for k, v in t.items()}}
+
+    def d_step(self, batch):
+        a, b = batch["A"], batch["B"]
+        out, loss = {}, 0.0
+        with torch.no_grad():
+            if self.cvae:
+                fake_enc = self.G(a, self.encode(b)[0])
+            if self.clr:
+                fake_rand = self.G(a, self.draw_style(len(a)))
+        if self.cvae:
+            d = _mse(self.D(b), 1.0) + _mse(self.D(fake_enc), 0.0)
+            loss, out["D"] = loss + d, d.detach()
+        if self.clr:
+            d2 = _mse(self.D2(b), 1.0) + _mse(self.D2(fake_rand), 0.0)
+            loss, out["D2"] = loss + d2, d2.detach()
+        return {"loss": loss, **out}
