@@ -157,7 +157,8 @@ class ProGAN(GANModel):
         d_real, d_fake = self.D(real), self.D(fake)
         loss = self.d_adversarial(d_real, d_fake)
         out = {"D(x)": d_real.mean(), "D(G(z))": d_fake.mean(),
-               "stage": torch.full((), self.level + self.alpha, device=real.device)}
+               # the level with the fade's progress: 1.0 is 8x8 stable, 1.5 halfway through fading in 16x16
+               "stage": torch.full((), self.level - 1 + self.alpha, device=real.device)}
         terms = {}
         if c.get("lambda_gp"):
             terms["GP"] = c["lambda_gp"] * self.gradient_penalty(real, fake)

@@ -34,7 +34,7 @@ def levels_for(image_size: int) -> int:
     """The index of the last level (4x4 is level 0); ``image_size`` must be a power of two >= 4."""
     if image_size < 4 or image_size & (image_size - 1):
         raise ConfigError(f"progressive networks grow from 4x4 by doubling, so the image size must be a power of "
-                          f"two >= 4, not {image_size}: pass --image-size (e.g. 32 for MNIST)")
+                          f"two >= 4, not {image_size}: set image_size (e.g. --set image_size=32 for MNIST)")
     return int(math.log2(image_size)) - 2
 
 
