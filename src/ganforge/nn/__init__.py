@@ -4,10 +4,13 @@ from .blocks import MLP, Maxout, View, evaluating, init_weights, moving_average_
 from .dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init, dcgan_stages
 from .improved import HistoricalAverage, MinibatchDiscrimination
 from .points import MLPCritic, gan_nets
+from .progressive import (AdaIN, EqualizedConv2d, EqualizedLinear, MinibatchStdDev, NoiseInjection, PixelNorm,
+                          ProGANGenerator, ProgressiveDiscriminator, StyleGenerator)
 from .translation import (ImagePool, PatchDiscriminator, ResidualBlock, ResnetGenerator, UNetGenerator, norm_layer,
                           receptive_field)
 
 __all__ = ["MLP", "Maxout", "View", "evaluating", "moving_average_", "DCGANDiscriminator", "DCGANGenerator", "dcgan_init", "dcgan_stages",
            "HistoricalAverage", "MinibatchDiscrimination", "MLPCritic", "gan_nets", "random_affine", "random_shift", "init_weights",
            "norm_layer", "UNetGenerator", "ResidualBlock", "ResnetGenerator", "PatchDiscriminator", "receptive_field",
-           "ImagePool"]
+           "ImagePool", "AdaIN", "EqualizedConv2d", "EqualizedLinear", "MinibatchStdDev", "NoiseInjection", "PixelNorm",
+           "ProGANGenerator", "ProgressiveDiscriminator", "StyleGenerator"]
