@@ -201,6 +201,9 @@ def test_trains_with_ema_resumes_bit_exactly_and_samples_with_truncation_from_th
     raw = m.G.blocks[0].conv1.parametrizations.weight.original
     raw_ema = m.G_ema.blocks[0].conv1.parametrizations.weight.original
     assert not torch.equal(raw, raw_ema)
+    # `ganforge eval` reports the conditional accuracy of a class-conditional G on digit data
+    r = ganforge.evaluate_run(tmp_path / "two", metrics="classes", n=100, progress=False, write=False)
+    assert 0.0 <= r["cond_accuracy"] <= 1.0
     out = tmp_path / "s.png"
     r = subprocess.run([sys.executable, "-m", "ganforge", "sample", str(tmp_path / "two"), "--truncation", "0.5",
                         "--label", "4", "--n", "8", "--out", str(out)], capture_output=True, text=True)

@@ -319,7 +319,8 @@ class GANModel(nn.Module):
         from ..nn.spectral import apply_spectral_norm, supports_spectral_norm
 
         names = self.discriminators
-        bad = [f"{n} ({type(getattr(self, n)).__name__})" for n in names if not supports_spectral_norm(getattr(self, n))]
+        bad = [f"{n} ({type(getattr(self, n)).__name__})" for n in names
+               if not supports_spectral_norm(getattr(self, n))]
         if not names or bad:
             raise ConfigError(f"spectral_norm=true is for a D built from the shared blocks (DCGANDiscriminator, "
                               f"MLPCritic, PatchDiscriminator); {self.name}'s {', '.join(bad) or 'D'} is not")

@@ -11,3 +11,8 @@ __all__ = ["MLP", "Maxout", "View", "evaluating", "moving_average_", "DCGANDiscr
            "HistoricalAverage", "MinibatchDiscrimination", "MLPCritic", "gan_nets", "random_affine", "random_shift", "init_weights",
            "norm_layer", "UNetGenerator", "ResidualBlock", "ResnetGenerator", "PatchDiscriminator", "receptive_field",
            "ImagePool"]
+from .attention import ConditionalBatchNorm2d, SelfAttention  # noqa: E402
+from .spectral import apply_spectral_norm, spectral_norm_ready, supports_spectral_norm  # noqa: E402
+
+__all__ += ["ConditionalBatchNorm2d", "SelfAttention", "apply_spectral_norm", "spectral_norm_ready",
+            "supports_spectral_norm"]
