@@ -134,7 +134,7 @@ def main(argv=None) -> int:
               "cond_accuracy": round(acc, 4), "worst_class_accuracy": round(min(per_class), 4),
               "per_class": [round(a, 3) for a in per_class], "classes_covered": covered}
     print(f"biggan at step {model.step}: conditional accuracy {acc:.4f} (worst class {min(per_class):.3f}), "
-          f"{covered}/10 classes covered; training time (engine log) {result["training_seconds"]} s", flush=True)
+          f"{covered}/10 classes covered; training time (engine log) {result['training_seconds']} s", flush=True)
     result["truncation"] = sweep(model, args)
     if args.plot:
         plot(result["truncation"], args.plot)
