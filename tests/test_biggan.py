@@ -13,7 +13,7 @@ import ganforge
 from ganforge import config as C
 from ganforge import losses
 from ganforge.errors import ConfigError
-from ganforge.nn.biggan import truncated_normal_
+from ganforge.nn.biggan import truncated_normal
 from ganforge.nn.spectral import SN_LAYERS, is_spectral, top_singular_value
 from ganforge.registry import get_model_class
 from ganforge.training.checkpoint import load_checkpoint
@@ -54,7 +54,7 @@ def test_truncation_resamples_every_value_outside_the_threshold_and_keeps_the_re
 def test_truncation_threshold_is_checked_in_one_line():
     for bad in (0, -1.0, "x"):
         with pytest.raises(ConfigError, match="truncation"):
-            truncated_normal_(torch.randn(3, 2), bad, torch.randn)
+            truncated_normal(torch.randn(3, 2), bad, torch.randn)
 
 
 def test_truncated_samples_are_less_varied():
@@ -170,6 +170,9 @@ def test_self_attention_in_both_networks_starts_as_identity():
     assert torch.allclose(m.D.attn.attention(x).sum(-1), torch.ones(2, 196))
     with pytest.raises(ConfigError, match="attn_res"):
         tiny(attn_res=5)
+    with pytest.raises(ConfigError, match="attn_res"):
+        tiny(attn_res="x")
+    assert tiny(attn_res=0).G.attn is None
 
 
 # ---------------------------------------------------------------------------- training

@@ -18,7 +18,7 @@ import torch
 
 from .. import losses
 from ..errors import ConfigError
-from ..nn.biggan import BigGANDiscriminator, BigGANGenerator, truncated_normal_
+from ..nn.biggan import BigGANDiscriminator, BigGANGenerator, truncated_normal
 from ..registry import register
 from .base import GANModel, batch_len
 from .cgan import ClassConditional
@@ -51,7 +51,7 @@ class BigGAN(ClassConditional, GANModel):
     def sample_inputs(self, n: int, generator=None, label=None, truncation=None) -> dict:
         inputs = super().sample_inputs(n, generator, label=label)
         if truncation is not None:
-            inputs["z"] = truncated_normal_(inputs["z"], truncation,
+            inputs["z"] = truncated_normal(inputs["z"], truncation,
                                             lambda shape: self.randn(shape[0], *shape[1:], generator=generator))
         return inputs
 

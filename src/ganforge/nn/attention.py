@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class SelfAttention(nn.Module):
     """``x + gamma * o(attention)`` with query/key/value 1x1 convs (C/8, C/8, C/2 channels) and, as in
@@ -24,7 +26,8 @@ class SelfAttention(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         if channels < 8:
-            raise ValueError(f"self-attention needs at least 8 channels, got {channels}")
+            raise ConfigError(f"self-attention needs at least 8 channels where it sits, got {channels}: "
+                              "widen the network or move it (attn_res)")
         self.theta = nn.Conv2d(channels, channels // 8, 1, bias=False)
         self.phi = nn.Conv2d(channels, channels // 8, 1, bias=False)
         self.g = nn.Conv2d(channels, channels // 2, 1, bias=False)

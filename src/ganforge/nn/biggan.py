@@ -32,7 +32,7 @@ def ortho_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def truncated_normal_(z: torch.Tensor, threshold: float, draw) -> torch.Tensor:
+def truncated_normal(z: torch.Tensor, threshold: float, draw) -> torch.Tensor:
     """The truncation trick (Brock et al. Sec. 3.1): every entry of ``z`` with |z| > threshold is
     redrawn, by ``draw(shape)`` (fresh N(0, 1) values of z's shape), until all lie inside. Entries
     already inside keep their values, so the result is N(0, 1) conditioned on |z| <= threshold."""
@@ -83,8 +83,12 @@ class DBlock(nn.Module):
 
 
 def _attn_res(image_size: int, attn_res) -> int:
-    res = image_size // 2 if attn_res is None else int(attn_res)
-    return res
+    """The resolution of the self-attention block: half the image size unless set (0: none)."""
+    if attn_res is None:
+        return image_size // 2
+    if isinstance(attn_res, bool) or not isinstance(attn_res, int) or attn_res < 0:
+        raise ConfigError(f"attn_res must be a resolution (an integer >= 0; 0: no self-attention), got {attn_res!r}")
+    return attn_res
 
 
 class BigGANGenerator(nn.Module):
