@@ -181,7 +181,7 @@ def part_engine(args) -> None:
     rows = []
     for size in args.sizes:
         raw, what = load_images(size)
-        for model in args.models:
+        for model in [*args.models, *args.engine_models]:
             for name, sets in engine_variants(args).items():
                 with tempfile.TemporaryDirectory() as tmp:
                     t = make_trainer(model, raw, size, args.batch_size, Path(tmp), **sets)
@@ -383,6 +383,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["engine", "compare", "translation", "all"], default="all")
     p.add_argument("--models", nargs="+", default=["gan", "dcgan"])
+    p.add_argument("--engine-models", nargs="+", default=["biggan"],
+                   help="(a) only: models timed by the engine alone (no plain loop to compare with)")
     p.add_argument("--sizes", nargs="+", type=int, default=[28, 32])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--iters", type=int, default=40, help="timed iterations per run")

@@ -57,6 +57,9 @@ ENGINE_DEFAULTS: dict = {
     "mbd_kernel_dim": 5,
     "label_smoothing": 0.0,  # one-sided: D's target for real data is 1 - label_smoothing
     "historical_averaging": 0.0,  # weight of ||theta - mean of past theta||^2
+    # Spectral normalisation of every conv/linear layer of D (Miyato et al. 2018), for models whose
+    # D is built from the shared blocks (nn/spectral.py; GANModel.discriminators); biggan: G and D.
+    "spectral_norm": False,
 }
 
 LIMITS = {

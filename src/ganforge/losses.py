@@ -195,3 +195,16 @@ def f_g_loss(name: str, v_q, saddle: bool = False):
     trick): maximise E_Q[g_f(V)], the same fixed point with stronger early gradients."""
     d = F_DIVERGENCES[name]
     return -d.conj_of_act(v_q.float()).mean() if saddle else -d.activation(v_q.float()).mean()
+
+
+def orthogonal_penalty(weights):
+    """BigGAN's orthogonal regularisation (Brock et al. 2019, eq. 3, without beta):
+    sum over ``weights`` of ||W W^T * (1 - I)||_F^2, each W (a conv kernel flattened to (out, in*k*k))
+    with rows as filters. Only the filters' pairwise cosines-times-norms are pushed to 0, not their
+    norms to 1 (Brock et al. found the full ||W^T W - I||^2 too limiting). Gradient: 4 (W W^T * (1 - I)) W."""
+    total = 0.0
+    for w in weights:
+        w = w.float().flatten(1)
+        gram = w @ w.t()
+        total = total + (gram - torch.diag_embed(gram.diagonal())).pow(2).sum()
+    return total

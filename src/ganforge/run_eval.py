@@ -104,6 +104,12 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
         from .metrics.semi import heldout_accuracy
 
         result.update(heldout_accuracy(model, root=data_root))
+    if baseline is None and getattr(model, "takes_label", False) is True and _base(data) in ("mnist", "digits"):
+        # A class-conditional G (cgan, acgan, biggan): the share of samples asked for class y that the
+        # built-in digit classifier calls y, 100 per class (metrics.conditional_accuracy).
+        from .metrics.evaluate import conditional_accuracy
+
+        result["cond_accuracy"] = round(conditional_accuracy(model, seed=seed, use_ema=ema, device=dev), 6)
     if baseline != "real" and hasattr(model, "encode"):
         # A model with an encoder (BiGAN, ALI, AAE, VAE-GAN) also reports its codes' 1-NN accuracy
         # and its reconstructions on the held-out split (metrics/encoding.py); with --baseline

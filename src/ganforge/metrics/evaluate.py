@@ -482,8 +482,8 @@ def format_result(record: dict) -> str:
     for prefix in ("", "BtoA_"):
         for k in ("fd", "kid", "is", "precision", "recall", "density", "coverage", "classes", "class_kl", "modes",
                   "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy",
-                  "knn_accuracy", "recon_label_preservation", "recon_l1", "pair_agreement", "pixel_agreement",
-                  "confident", "pair_agreement_confident", "classes_A"):
+                  "cond_accuracy", "knn_accuracy", "recon_label_preservation", "recon_l1", "pair_agreement",
+                  "pixel_agreement", "confident", "pair_agreement_confident", "classes_A"):
             if prefix + k not in record:
                 continue
             v = fmt(record[prefix + k])

@@ -118,6 +118,7 @@ class GANModel(nn.Module):
         self.grad_scaler = None
         self.ctx: dict = {}  # what one phase leaves for the next in the same iteration
         self.build()
+        self._spectral_norm()
         self._setup_objective()
 
     # -- what a model declares -------------------------------------------------------------
@@ -296,10 +297,35 @@ class GANModel(nn.Module):
                 # Built after D's own init, the head would otherwise keep PyTorch's default scale
                 # while the layers feeding it have the DCGAN one.
                 dcgan_init(self.D.head)
+            if c.get("spectral_norm"):  # the new head is a layer of D like the others
+                from ..nn.spectral import apply_spectral_norm
+
+                apply_spectral_norm(self.D.head)
         if c.get("historical_averaging"):
             from ..nn import HistoricalAverage
 
             self.hist_avg = nn.ModuleDict({"G": HistoricalAverage(self.G), "D": HistoricalAverage(self.D)})
+
+    @property
+    def discriminators(self) -> tuple[str, ...]:
+        """The names of the model's discriminators: ``D`` and any ``D_*`` (CycleGAN's D_A, D_B)."""
+        return tuple(n for n, _ in self.named_children() if n == "D" or n.startswith("D_"))
+
+    def _spectral_norm(self) -> None:
+        """``spectral_norm``: every conv/linear layer of each discriminator spectrally normalised
+        (Miyato et al. 2018), where the discriminator is one of the shared blocks that allow it."""
+        if not self.cfg.get("spectral_norm"):
+            return
+        from ..nn.spectral import apply_spectral_norm, supports_spectral_norm
+
+        names = self.discriminators
+        bad = [f"{n} ({type(getattr(self, n)).__name__})" for n in names
+               if not supports_spectral_norm(getattr(self, n))]
+        if not names or bad:
+            raise ConfigError(f"spectral_norm=true is for a D built from the shared blocks (DCGANDiscriminator, "
+                              f"MLPCritic, PatchDiscriminator); {self.name}'s {', '.join(bad) or 'D'} is not")
+        for n in names:
+            apply_spectral_norm(getattr(self, n))
 
     def _d_loss_kwargs(self) -> dict:
         s, a, b = self.cfg.get("label_smoothing", 0.0), self.cfg.get("a", 0.0), self.cfg.get("b", 1.0)

@@ -14,3 +14,8 @@ __all__ = ["MLP", "Maxout", "View", "evaluating", "moving_average_", "DCGANDiscr
            "norm_layer", "UNetGenerator", "ResidualBlock", "ResnetGenerator", "PatchDiscriminator", "receptive_field",
            "ImagePool", "AdaIN", "EqualizedConv2d", "EqualizedLinear", "MinibatchStdDev", "NoiseInjection", "PixelNorm",
            "ProGANGenerator", "ProgressiveDiscriminator", "StyleGenerator"]
+from .attention import ConditionalBatchNorm2d, SelfAttention  # noqa: E402
+from .spectral import apply_spectral_norm, spectral_norm_ready, supports_spectral_norm  # noqa: E402
+
+__all__ += ["ConditionalBatchNorm2d", "SelfAttention", "apply_spectral_norm", "spectral_norm_ready",
+            "supports_spectral_norm"]

@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import ConfigError
 from .blocks import View, init_module_
 from .improved import MinibatchDiscrimination
+from .spectral import spectral_norm_ready
 
 
 def dcgan_stages(image_size: int) -> tuple[int, int]:
@@ -77,6 +78,7 @@ class DCGANGenerator(nn.Module):
         return self.net(z)
 
 
+@spectral_norm_ready
 class DCGANDiscriminator(nn.Module):
     """image -> D's output (B,) or (B, out_dim); ``features(x)`` gives the flattened body output.
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .spectral import spectral_norm_ready
 
 
 class ToyGenerator(nn.Sequential):
@@ -33,6 +34,7 @@ class ToyGenerator(nn.Sequential):
         super().__init__(*blocks)
 
 
+@spectral_norm_ready
 class MLPCritic(nn.Module):
     """x (B, d) -> D's output (B,) or (B, out_dim); ``features(x)`` is the last hidden layer.
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import ConfigError, closest
 from .blocks import init_weights
+from .spectral import spectral_norm_ready
 
 NORMS = ("batch", "instance", "none")
 
@@ -157,6 +158,7 @@ def receptive_field(n_layers: int = 3) -> int:
     return r
 
 
+@spectral_norm_ready
 class PatchDiscriminator(nn.Module):
     """pix2pix's PatchGAN: a map of logits, each judging one patch (70x70 for n_layers=3).
 
