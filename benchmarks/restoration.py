@@ -96,7 +96,8 @@ def fmt_table(rows: list[dict], keys: list[str]) -> str:
 
 def part_sr(args) -> None:
     out = Path(args.out) / f"sr-{args.data}"
-    mse = train("srresnet", out / "srresnet", args.data, args.size, args.steps, args.batch, **SR_NETS)
+    lr = {"lr": args.sr_lr} if args.sr_lr else {}
+    mse = train("srresnet", out / "srresnet", args.data, args.size, args.steps, args.batch, **SR_NETS, **lr)
     gan = train("srgan", out / "srgan", args.data, args.size, args.gan_steps, args.batch, **SR_NETS,
                 init_from=str(out / "srresnet"))
     gan = {**gan, "steps": f"{args.steps} + {args.gan_steps}"}
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=1000, help="sr: srresnet's steps; ce: each run's")
     p.add_argument("--gan-steps", type=int, default=500, help="sr: srgan's steps from srresnet's G")
+    p.add_argument("--sr-lr", type=float, help="sr: srresnet's learning rate (default the paper's 1e-4)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--n", type=int, default=1000, help="held-out images measured")
     p.add_argument("--iters", type=int, default=10, help="throughput: timed iterations")

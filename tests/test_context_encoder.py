@@ -162,3 +162,18 @@ def test_cli_train_fill_files_and_eval(tmp_path, capsys):
     rec = json.loads((run / "eval.jsonl").read_text().splitlines()[-1])
     assert {"hole_l1", "hole_psnr", "mean_fill_hole_l1", "mean_fill_hole_psnr"} <= set(rec)
     assert rec["n"] == 6 and 0 < rec["mean_fill_hole_l1"] < 1
+
+
+def test_hole_metrics_score_only_the_masked_pixels():
+    from ganforge.metrics.paired import l1_in, psnr_in
+
+    a = torch.zeros(2, 3, 8, 8)
+    b = torch.zeros(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:4, 2:4] = 1
+    b[:, :, 2:4, 2:4] = 0.5  # 0.25 in [0, 1] units, inside the hole only
+    b[:, :, 6:, 6:] = -1.0  # outside: must not count
+    assert l1_in(a, b, mask) == pytest.approx(0.25)
+    assert psnr_in(a, b, mask) == pytest.approx(10 * torch.log10(torch.tensor(1 / 0.0625)).item())
+    with pytest.raises(ganforge.errors.GanforgeError, match="no pixel"):
+        l1_in(a, b, torch.zeros(2, 1, 8, 8))
