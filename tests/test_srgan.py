@@ -148,6 +148,8 @@ def test_train_upscale_files_eval_and_init_from(tmp_path, capsys):
     assert Image.open(tmp_path / "up" / "b.png").size == (36, 20)
     assert main(["sample", str(run)]) == 2
     assert "--input" in capsys.readouterr().err
+    assert main(["sample", str(run), "--input", str(src), "--mask", "random"]) == 2  # the context encoder's flag
+    assert "does not take --mask; it is for context-encoder" in capsys.readouterr().err
     # ganforge eval: the model's psnr/ssim beside bicubic's on the held-out images (kid left out: slow).
     assert main(["eval", str(run), "--n", "6", "--quiet", "--metrics", "psnr,ssim"]) == 0
     rec = json.loads((run / "eval.jsonl").read_text().splitlines()[-1])
