@@ -4,6 +4,8 @@
     python benchmarks/throughput.py --part engine   # (a) engine img/s, gan and dcgan at 28x28 and 32x32
     python benchmarks/throughput.py --part compare  # (b) engine vs a PyTorch-GAN-style plain loop, 28x28
     python benchmarks/throughput.py --part translation  # (c) pix2pix and CycleGAN: engine vs the authors' loop
+    python benchmarks/throughput.py --part engine --models srresnet srgan context-encoder --sizes 28  # restoration
+                                                    # (their measured settings: benchmarks/restoration.py --part throughput)
 
 One iteration is one D update and one G update on a batch of ``--batch-size`` real images; img/s is
 ``batch size x iterations per second`` for both sides, so the two columns count the same work.

@@ -120,6 +120,8 @@ def cmd_sample(args) -> int:
     _check_sample_options(model, args)
     if args.styles is not None or args.style_from is not None:
         return _translate_styles(model, args)
+    if args.input is not None and hasattr(model, "restore"):
+        return _restore_files(model, args)
     if args.input is not None and hasattr(model, "reconstruct") and args.direction is None:
         return _reconstruct_files(model, args)
     if args.input is not None or args.direction is not None:
@@ -176,7 +178,8 @@ def cmd_sample(args) -> int:
 
 # Sampling flags that only some models take: flag -> (the model's sample_options entry, who takes it).
 SAMPLE_FLAGS = {"truncation": ("truncation", "--truncation"), "mix": ("mix", "--mix"),
-                "styles": ("styles", "--styles"), "style_from": ("styles", "--style-from")}
+                "styles": ("styles", "--styles"), "style_from": ("styles", "--style-from"),
+                "mask": ("mask", "--mask")}
 
 
 def _check_sample_options(model, args) -> None:
@@ -278,6 +281,36 @@ def _reconstruct_files(model, args) -> int:
     _write_pngs(model.reconstruct(x, use_ema=not args.no_ema), files, out, "reconstructed")
     print(f"reconstructed {len(files)} image{'s' * (len(files) != 1)} as "
           f"{model.generator_name(not args.no_ema)}({model.encoder_name(not args.no_ema)}(x)) to {out}/")
+    return 0
+
+
+def _restore_files(model, args) -> int:
+    """Restorers: each --input image upscaled (srgan, srresnet: at its own size, the network is
+    fully convolutional) or its centre / random blocks filled (context-encoder), as PNGs in --out DIR."""
+    out = Path(args.out) if args.out else Path(args.run) / "restored"
+    if hasattr(model, "upscale"):
+        import numpy as np
+        import torch
+
+        from .data.folder import _read
+        from .data.translation import list_images
+
+        path = Path(args.input)
+        if not path.exists():
+            raise ConfigError(f"--input {path} does not exist")
+        files = list_images(path) if path.is_dir() else [path]
+        for f in files:  # one at a time: the images may differ in size
+            a = np.asarray(_read(f, "L" if model.spec.channels == 1 else "RGB"))
+            x = torch.from_numpy((a[None] if a.ndim == 2 else a.transpose(2, 0, 1)).copy())[None]
+            _write_pngs(model.upscale(x, use_ema=not args.no_ema), [f], out, "upscaled")
+        what = f"upscaled {model.cfg['scale']}x"
+    else:
+        x, files = _read_inputs(Path(args.input), model.spec.channels, model.spec.image_size)
+        _write_pngs(model.inpaint(x, mask=args.mask or "centre", seed=args.seed, use_ema=not args.no_ema), files,
+                    out, "filled")
+        what = f"filled ({args.mask or 'centre'} mask)"
+    print(f"{what} {len(files)} image{'s' * (len(files) != 1)} with {model.generator_name(not args.no_ema)} "
+          f"to {out}/")
     return 0
 
 
@@ -393,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vary", metavar="CODE", help="latent code to traverse, e.g. c1 (infogan): a grid with one "
                    "row per fixed noise vector and the code's values across")
     s.add_argument("--input", metavar="IMAGE_OR_FOLDER",
-                   help="translation models: images to translate; models with an encoder: images to reconstruct "
+                   help="translation models: images to translate; srgan/srresnet: low-resolution images to upscale; "
+                   "context-encoder: images whose centre to fill; models with an encoder: images to reconstruct "
                    "as G(E(x)) (written as PNGs into --out DIR)")
     s.add_argument("--direction", choices=["AtoB", "BtoA"], help="translation models: which way (default AtoB)")
     s.add_argument("--truncation", type=float, metavar="PSI",
@@ -404,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multimodal translators (munit, drit, bicyclegan): K drawn styles per --input image")
     s.add_argument("--style-from", metavar="IMAGE", help="multimodal translators: translate --input in the style "
                    "of this example image")
+    s.add_argument("--mask", choices=["centre", "random"], help="context-encoder: fill the centre (default) or "
+                   "random blocks of each --input image")
     s.add_argument("--no-ema", action="store_true", help="use G rather than its EMA copy")
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.set_defaults(fn=cmd_sample)

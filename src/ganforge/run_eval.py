@@ -63,19 +63,24 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     cfg = run_config(run_dir)
     data = cfg["data"]
     model = _untrained(run_dir, dev) if baseline == "untrained" else load_run(run_dir, device=dev)
+    record = None
     if hasattr(model, "translate"):
         if baseline == "real":
             raise ConfigError("a translation run is measured against its targets; --baseline real does not apply")
         record = _evaluate_translation(model, cfg, metrics, n, ema, seed, dev, data_root, progress)
-        if write:
-            append_jsonl(run_dir / "eval.jsonl", record)
-        return record
-    if hasattr(model, "joint_metrics"):
+    elif hasattr(model, "joint_metrics"):
         # CoGAN samples pairs of two domains from one z: measured by how often a pair agrees.
         if baseline == "real":
             raise ConfigError(f"{model.name} is measured on pairs of its samples; --baseline real does not apply")
         result = model.joint_metrics(n=n or 10_000, seed=seed, use_ema=ema, device=dev)
         record = _record(model, {"data": data, "seed": seed}, model.generator_name(ema), baseline, result)
+    elif hasattr(model, "restore"):
+        if baseline is not None:
+            raise ConfigError(f"{model.name} is measured beside its own baseline (bicubic / mean fill); "
+                              "--baseline does not apply")
+        record = _evaluate_restoration(model, cfg, n, ema, seed, dev, data_root, progress, inception_weights,
+                                       download, metrics)
+    if record is not None:
         if write:
             append_jsonl(run_dir / "eval.jsonl", record)
         return record
@@ -223,6 +228,73 @@ def _diversity(model, group, domains: dict, k: int, ema: bool, seed: int, device
     return out
 
 
+def _evaluate_restoration(model, cfg: dict, n, ema: bool, seed: int, device, data_root, progress,
+                          inception_weights=None, download: bool = False, metrics=None) -> dict:
+    """A restorer (srresnet, srgan, context-encoder) on the held-out split (at most ``n``, default
+    1,000, images), beside its baseline: see :func:`restoration_metrics`. Named ``metrics`` without
+    kid leave out the Inception features (the slow part on a CPU)."""
+    from .data import eval_data_name, load_data
+    from .metrics.features import get_extractor
+
+    name = eval_data_name(cfg["data"])
+    test = load_data(name, cfg.get("image_size"), root=data_root or cfg.get("data_root"),
+                     **type(model).data_options(cfg))
+    real = test.x[:min(n or 1000, len(test.x))]
+    names = metrics.split(",") if isinstance(metrics, str) else metrics
+    ext = None
+    try:
+        if not names or "kid" in names:
+            ext = get_extractor("inception", device=device, inception_weights=inception_weights, download=download)
+    except GanforgeError as e:
+        print(f"kid skipped: {e}", file=sys.stderr)
+    record = restoration_metrics(model, real, ema, seed, ext, progress=progress)
+    settings = {"data": name, "n": len(real), "features": ext.key if ext is not None else None}
+    return _record(model, settings, model.generator_name(ema), None, record)
+
+
+def restoration_metrics(model, real, ema: bool = True, seed: int = 0, extractor=None, cache: dict | None = None,
+                        progress: bool = False) -> dict:
+    """A restorer's outputs for the real images ``real`` (uint8) degraded by the model (masks drawn
+    from ``seed``), and its baseline's (bicubic upscaling; the hole filled with the mean colour).
+    Each against the real images one by one: psnr and ssim of the whole image for super-resolution;
+    l1 and psnr of the hole alone for inpainting (the rest is the input's own). Each as a set against
+    the real images, where ``extractor`` is given: kid (features of the real images and of the
+    baseline kept in ``cache`` when given, for several runs on the same images and degradation).
+    Keys: the model's plain (``psnr``), the baseline's prefixed (``bicubic_psnr``,
+    ``mean_fill_hole_psnr``)."""
+    from .metrics import paired
+    from .metrics.kid import kid
+
+    cache = {} if cache is None else cache
+    x = real.float() / 127.5 - 1.0
+    inputs = {key: v.cpu() for key, v in model.degrade(x, torch.Generator().manual_seed(seed)).items()}
+    outputs = {model.baseline_name: model.baseline(inputs).cpu(), "": model.restore(inputs, use_ema=ema)}
+    record = {}
+    for prefix, y in outputs.items():
+        pre = f"{prefix}_" if prefix else ""
+        if model.scored == "hole":
+            record[f"{pre}hole_l1"] = paired.l1_in(y, real, inputs["hole"])
+            record[f"{pre}hole_psnr"] = paired.psnr_in(y, real, inputs["hole"])
+        else:
+            record[f"{pre}psnr"] = paired.psnr(y, real)
+            record[f"{pre}ssim"] = paired.ssim(y, real)
+    if extractor is not None:
+        def feats(key, images, desc):
+            if key is None or key not in cache:
+                f = extractor.extract(images, progress=progress, desc=desc)[0].numpy()
+                if key is None:
+                    return f
+                cache[key] = f
+            return cache[key]
+
+        f_real = feats("real", real, "real")
+        for prefix, y in outputs.items():
+            pre = f"{prefix}_" if prefix else ""
+            f = feats(prefix or None, y, prefix or model.name)
+            record[f"{pre}kid"], record[f"{pre}kid_std"] = kid(f, f_real, seed=seed)
+    return record
+
+
 def _record(model, settings: dict, net: str, baseline, result: dict) -> dict:
     """One eval.jsonl row: when, which step and network, with which settings, and the metrics."""
     return {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -237,4 +309,4 @@ def append_jsonl(path: Path, row: dict) -> None:
     atomic_write_bytes(path, old + (json.dumps(row) + "\n").encode())
 
 
-__all__ = ["append_jsonl", "evaluate_run"]
+__all__ = ["append_jsonl", "evaluate_run", "restoration_metrics"]

@@ -494,6 +494,14 @@ def format_result(record: dict) -> str:
             if k == "modes":
                 v += f" / {record.get(prefix + 'n_modes')}"
             rows.append((f"{prefix[:-1]} {k}" if prefix else k, v))
+    # Restorers (run_eval._evaluate_restoration): the hole's figures, and the baseline's beside the model's.
+    for prefix in ("", "bicubic_", "mean_fill_"):
+        for k in ("hole_l1", "hole_psnr") + (("psnr", "ssim", "kid") if prefix else ()):
+            if prefix + k in record:
+                v = fmt(record[prefix + k])
+                if k == "kid" and prefix + "kid_std" in record:
+                    v += f" +- {fmt(record[prefix + 'kid_std'])}"
+                rows.append((f"{prefix[:-1]} {k}" if prefix else k, v))
     width = max(len(k) for k, _ in rows) if rows else 6
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]

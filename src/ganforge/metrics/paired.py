@@ -134,4 +134,32 @@ def label_preservation(logits, labels) -> float:
     return float((logits.argmax(1) == labels.long()).double().mean())
 
 
-__all__ = ["gaussian_window", "l1", "label_preservation", "psnr", "ssim", "ssim_per_image", "to_unit"]
+def _masked(a, b, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    a, b = _pair(a, b)
+    m = torch.as_tensor(mask.detach().cpu() if torch.is_tensor(mask) else np.asarray(mask)).double()
+    if m.ndim != 4 or m.shape[0] != a.shape[0] or m.shape[-2:] != a.shape[-2:] or m.shape[1] not in (1, a.shape[1]):
+        raise GanforgeError(f"mask must be (N, 1 or C, H, W) like the images {tuple(a.shape)}, got {tuple(m.shape)}")
+    m = m.expand_as(a)
+    if (m.flatten(1).sum(1) == 0).any():
+        raise GanforgeError("mask selects no pixel of some image")
+    return a, b, m
+
+
+def l1_in(a, b, mask) -> float:
+    """Mean absolute difference over the pixels where ``mask`` (N, 1, H, W) is 1 (an inpainted hole),
+    in [0, 1] units, per image then averaged."""
+    a, b, m = _masked(a, b, mask)
+    return float((((a - b).abs() * m).flatten(1).sum(1) / m.flatten(1).sum(1)).mean())
+
+
+def psnr_in(a, b, mask, data_range: float = 1.0, max_db: float = 100.0) -> float:
+    """Mean over images of the PSNR of the pixels where ``mask`` is 1 (see ``psnr``)."""
+    a, b, m = _masked(a, b, mask)
+    mse = ((a - b) ** 2 * m).flatten(1).sum(1) / m.flatten(1).sum(1)
+    with np.errstate(divide="ignore"):
+        db = 10 * np.log10(data_range ** 2 / mse.numpy())
+    return float(np.minimum(db, max_db).mean())
+
+
+__all__ = ["gaussian_window", "l1", "l1_in", "label_preservation", "psnr", "psnr_in", "ssim", "ssim_per_image",
+           "to_unit"]
