@@ -72,7 +72,11 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
         return record
     kind = model.spec.kind
     real = None
-    if kind == "image":
+    if kind == "image" and hasattr(model, "eval_reference"):
+        # A model that draws one field of paired data (SS-GAN's images, not their structure maps)
+        # names the images and the features to measure them with.
+        data, real = model.eval_reference(data_root)
+    elif kind == "image":
         real = load_data(data, cfg.get("image_size"), root=data_root or cfg.get("data_root"),
                          skip_bad=cfg["skip_bad_images"]).x
     n = n or (TOY_N if kind == "points" else 10_000)
