@@ -40,8 +40,7 @@ def test_structure_is_a_and_the_image_is_b():
     assert torch.equal(g["B"], swapped.groups["AB"]["A"]) and torch.equal(raw.x, g["B"])  # the image: the digit
     assert torch.equal(g["A"], swapped.groups["AB"]["B"]) and set(g["A"].unique().tolist()) <= {0, 255}  # edges
     assert len(set(g["B"].unique().tolist())) > 2
-    name, real = tiny().eval_reference()
-    assert name == "digits" and torch.equal(real, g["B"])  # measured as digits, in the digits' features
+    assert tiny().measured_as() == "digits"  # measured in the features of the digit classifier
 
 
 def test_fcn_pixelwise_loss_reaches_the_style_g(pairs):
@@ -119,4 +118,5 @@ def test_eval_measures_the_images_as_digits(tmp_path):
     ganforge.train("ssgan", data="digits-edges[:64]", steps=2, out=tmp_path, progress=False,
                    sets={**TINY, **QUIET, "batch_size": 8})
     rec = evaluate_run(tmp_path, metrics="fd", n=64, progress=False)
-    assert rec["data"] == "digits" and rec["fd"] > 0 and "digits" in rec["extractor"]
+    assert rec["data"] == "digits" and rec["fd"] > 0 and "edges" not in rec["extractor"]
+    assert rec["n_ref"] == 64  # the run's own images, B of digits-edges[:64]

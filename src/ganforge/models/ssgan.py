@@ -206,14 +206,12 @@ class SSGAN(GANModel):
         return torch.stack([s, x], 1).flatten(0, 1), 8
 
     # -- measuring ------------------------------------------------------------------------
-    def eval_reference(self, root=None) -> tuple[str, torch.Tensor]:
-        """(the data name whose features measure the images, the run's real images (uint8, B after the
-        swap)). On the digit sets the name is the digits' own (``mnist-edges[:8000]`` -> ``mnist``), so
-        FD and KID use the digit classifier trained on digits, not the one trained on edge maps."""
-        from ..data import load_data, parse_name
+    def measured_as(self) -> str:
+        """The data name whose features ``ganforge eval`` measures the images with (the run's real
+        images are its B, the image, through ``data_options``): on the digit sets the digits' own
+        (``mnist-edges[:8000]`` -> ``mnist``), so FD and KID use the classifier trained on digits,
+        not the one trained on edge maps."""
+        from ..data import parse_name
 
-        data = self.cfg["data"]
-        base = parse_name(data)[0]
-        real = load_data(data, self.cfg.get("image_size"), root=root or self.cfg.get("data_root"),
-                         **self.data_options(self.cfg)).x
-        return (base.split("-edges")[0] if "-edges" in base else data), real
+        base = parse_name(self.cfg["data"])[0]
+        return base.split("-edges")[0] if "-edges" in base else self.cfg["data"]
