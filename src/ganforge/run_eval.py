@@ -88,7 +88,11 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     real = None
     if kind == "image":
         real = load_data(data, cfg.get("image_size"), root=data_root or cfg.get("data_root"),
-                         skip_bad=cfg["skip_bad_images"]).x
+                         skip_bad=cfg["skip_bad_images"], **type(model).data_options(cfg)).x
+        if hasattr(model, "measured_as"):
+            # A model that draws one field of paired data (SS-GAN: images beside structure maps) names
+            # the data whose features measure it (the digit classifier, not the edge-map one).
+            data = model.measured_as()
     n = n or (TOY_N if kind == "points" else 10_000)
     ref_name = data
     if baseline == "real":
