@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 
 from ..errors import DataError, closest
 from .base import RawData, resize_images
@@ -89,11 +90,30 @@ DATASETS = {
                                 "last 20%", 1, 28, 10),
     "digits-edges-unpaired": DatasetInfo("digits-edges-unpaired", "image", "embedded digits and edge maps from "
                                          "disjoint halves; test paired", 1, 28, 10),
+    "mnist-color": DatasetInfo("mnist-color", "image", "MNIST digit A (grey) paired with B, the same digit in a "
+                               "foreground and background colour drawn per image (fields fg, bg)", 3, 28, 10,
+                               "mnist/"),
+    "mnist-color-unpaired": DatasetInfo("mnist-color-unpaired", "image", "MNIST grey and coloured digits from "
+                                        "disjoint halves of train; test paired", 3, 28, 10, "mnist/"),
+    "digits-color": DatasetInfo("digits-color", "image", "embedded digit A paired with B, the same digit in two "
+                                "colours drawn per image; test = last 20%", 3, 28, 10),
+    "digits-color-unpaired": DatasetInfo("digits-color-unpaired", "image", "embedded grey and coloured digits "
+                                         "from disjoint halves; test paired", 3, 28, 10),
+    "mnist-negative": DatasetInfo("mnist-negative", "image", "MNIST digit A paired with its negative B = 255 - A",
+                                  1, 28, 10, "mnist/"),
+    "mnist-negative-unpaired": DatasetInfo("mnist-negative-unpaired", "image", "MNIST digits and negatives from "
+                                           "disjoint halves of train; test paired", 1, 28, 10, "mnist/"),
+    "digits-negative": DatasetInfo("digits-negative", "image", "embedded digit A paired with its negative B = "
+                                   "255 - A; test = last 20%", 1, 28, 10),
+    "digits-negative-unpaired": DatasetInfo("digits-negative-unpaired", "image", "embedded digits and negatives "
+                                            "from disjoint halves; test paired", 1, 28, 10),
 }
 SPLITS = ("train", "test", "val", "train-val")
 # Sets whose files hold a test split of their own (digits gets a deterministic one: its last 20%).
 _HAS_TEST = {"mnist", "fashion-mnist", "cifar10", "facades", "facades-unpaired", "mnist-edges",
-             "mnist-edges-unpaired", "digits-edges", "digits-edges-unpaired"}
+             "mnist-edges-unpaired", "digits-edges", "digits-edges-unpaired", "mnist-color", "mnist-color-unpaired",
+             "digits-color", "digits-color-unpaired", "mnist-negative", "mnist-negative-unpaired", "digits-negative",
+             "digits-negative-unpaired"}
 _PATH_KINDS = ("folder:", "aligned:", "unaligned:")
 DIGITS_TEST = 5  # digits:test is the last 1/5 of the 1,797
 
@@ -172,10 +192,13 @@ def translation_domains(name: str, direction: str = "AtoB") -> tuple[str | None,
     "mnist-edges")``, the digits and their edge maps; BtoA swaps them. Real photographs (facades,
     folders) have none: ``(None, None)``, measured with Inception features."""
     base = parse_name(name)[0]
-    if "-edges" not in base or base not in DATASETS:
+    got = _translation().derived_of(base) if base in DATASETS else None
+    if got is None:
         return None, None
-    source = base.split("-edges")[0]
-    a, b = source, f"{source}-edges"
+    # The colour and negative domains are read by the source's classifier through their inverse
+    # (translation.domain_view); the edge maps have a classifier of their own.
+    source, kind, _ = got
+    a, b = source, f"{source}{kind.suffix}"
     return (b, a) if direction == "BtoA" else (a, b)
 
 
@@ -277,17 +300,27 @@ def _translation():
 
 def _is_translation(base: str) -> bool:
     return base.startswith(("aligned:", "unaligned:")) or base in DATASETS and (
-        base.startswith("facades") or "-edges" in base)
+        base.startswith("facades") or _translation().derived_of(base) is not None)
 
 
 def _load_translation(base, split, part, root, download, image_size, direction, stream) -> RawData:
     t, swap = _translation(), direction == "BtoA"
     size = int(image_size or (DATASETS[base].image_size if base in DATASETS else 256))
-    if base.endswith("-edges") or base.endswith("-edges-unpaired"):
-        source = base.split("-edges")[0]
-        src = load_raw(_with(source, split, part), root=root, download=download)
+    derived = t.derived_of(base) if base in DATASETS else None
+    if derived is not None:
+        source, kind, unpaired = derived
+        # The whole split, then the part: per-image draws (colours) are keyed by the position in the split.
+        src = load_raw(_with(source, split), root=root, download=download)
+        index = torch.arange(len(src))
+        if part is not None:
+            n = len(src)
+            src.take(part)
+            index = index[part]
+            if not len(src.x):
+                raise DataError(f"[{part.start or ''}:{part.stop or ''}] selects nothing of {_with(source, split)}'s "
+                                f"{n:,} items")
         src.x = resize_images(src.x, size)
-        return t.edge_domains(src, base.endswith("-unpaired") and split != "test", base, swap)
+        return t.derived_domains(src, kind, unpaired and split != "test", base, swap, split, index)
     if base in ("facades", "facades-unpaired"):
         path = data_root(root) / "facades"
         if not path.is_dir():
@@ -327,9 +360,10 @@ def spec_of(name: str, image_size=None, raw: RawData | None = None) -> DataSpec:
     base, split, _ = parse_name(name)
     if base in DATASETS:
         spec = DATASETS[base].spec(image_size)
-        if _is_translation(base):  # the named sets have the same channels in A and B
-            paired = not base.endswith("-unpaired") or (split == "test" and "-edges" in base)
-            spec = replace(spec, in_channels=spec.channels, paired=paired)
+        if _is_translation(base):  # the named sets have the same channels in A and B, but for -color
+            derived = _translation().derived_of(base)
+            paired = not base.endswith("-unpaired") or (split == "test" and derived is not None)
+            spec = replace(spec, in_channels=1 if derived is not None else spec.channels, paired=paired)
         return spec
     return spec_of(name, raw=load_data(name, image_size))
 

@@ -7,14 +7,18 @@ Layouts on disk:
 - ``unaligned:PATH`` (CycleGAN): ``PATH/trainA``, ``trainB`` (and ``testA``, ``testB``), two
   independent folders, counts may differ; loaded as two groups that shuffle independently.
 
-Derived digit domains, whose truth is known exactly (for fast tests): ``B = edges(A)``, see
-:func:`edges`. The unpaired variants draw A from the even and B from the odd items of the
-training split, so no pair is ever seen; their test split stays paired for measuring.
+Derived digit domains, whose truth is known exactly (for fast tests): B is a fixed transform of
+the digit A (:data:`DERIVED`): ``-edges`` (``B = edges(A)``, :func:`edges`), ``-color`` (the digit
+in a foreground and a background colour of :data:`PALETTE`, drawn per image, :func:`color`) and
+``-negative`` (``B = 255 - A``). The unpaired variants draw A from the even and B from the odd
+items of the training split, so no pair is ever seen; their test split stays paired for measuring.
 """
 from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -171,27 +175,179 @@ def load_unaligned(path, split: str = "train", image_size: int = 256, swap: bool
                    source={k: torch.arange(len(next(iter(g.values())))) for k, g in groups.items()})
 
 
-def edge_domains(src: RawData, unpaired: bool, name: str, swap: bool = False) -> RawData:
-    """A = ``src.x``, B = ``edges(A)``: paired as one group with ``y``; unpaired as two groups from
-    the even (A) and odd (B) items, with ``yA`` / ``yB``. ``swap`` (``direction=BtoA``) makes the
-    edge maps A and the digits B: the task of drawing a digit into its outline."""
+# ---- derived digit domains ------------------------------------------------------------------------
+
+# Named colours (RGB), so that a coloured digit can be put into words ("a seven in red on blue").
+PALETTE = {"black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0), "green": (0, 255, 0),
+           "blue": (0, 0, 255), "yellow": (255, 255, 0), "cyan": (0, 255, 255), "magenta": (255, 0, 255)}
+COLOR_NAMES = tuple(PALETTE)
+COLORS = torch.tensor(list(PALETTE.values()), dtype=torch.uint8)  # (8, 3), row i = COLOR_NAMES[i]
+# One stream of colours per split, so that an image keeps its colours whatever part is loaded.
+_SPLIT_SEED = {"train": 0x5EED_0001, "test": 0x5EED_0002, "val": 0x5EED_0003, "train-val": 0x5EED_0004}
+
+
+def _mix(v: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a well-spread 64-bit hash of each value (uint64 arithmetic wraps)."""
+    v = v.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        v = (v ^ (v >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        v = (v ^ (v >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return v ^ (v >> np.uint64(31))
+
+
+def color_indices(index, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """Foreground and background colours (indices into :data:`COLOR_NAMES`, fg != bg) of the
+    items ``index`` of ``split``: a hash of (split, index) rather than a draw from a generator, so
+    item i gets the same colours whether loaded alone, in a part, or with the whole split."""
+    if split not in _SPLIT_SEED:
+        raise DataError(f"no colour stream for split {split!r}; splits: {', '.join(_SPLIT_SEED)}")
+    idx = np.asarray(torch.as_tensor(index), dtype=np.int64)
+    if (idx < 0).any():
+        raise DataError("colour indices are positions in a split, so they cannot be negative")
+    h = _mix(idx.astype(np.uint64) * np.uint64(2) + np.uint64(_SPLIT_SEED[split]) * np.uint64(1 << 32))
+    k = len(COLOR_NAMES)
+    fg = (h % np.uint64(k)).astype(np.int64)
+    bg = (fg + 1 + ((h >> np.uint64(16)) % np.uint64(k - 1)).astype(np.int64)) % k  # any colour but fg
+    return torch.from_numpy(fg), torch.from_numpy(bg)
+
+
+def color(a: torch.Tensor, fg, bg) -> torch.Tensor:
+    """Grey digits ``a`` (N, 1, H, W) uint8 as RGB: ``bg + (fg - bg) * a / 255`` per pixel, with
+    ``fg``, ``bg`` (N,) colour indices into :data:`PALETTE` (ink fg, paper bg)."""
+    if a.ndim != 4 or a.shape[1] != 1 or a.dtype != torch.uint8:
+        raise DataError(f"color() takes grey uint8 images (N, 1, H, W), got {a.dtype} {tuple(a.shape)}")
+    fg, bg = torch.as_tensor(fg).long(), torch.as_tensor(bg).long()
+    if fg.shape != (len(a),) or bg.shape != (len(a),):
+        raise DataError(f"color() needs one fg and one bg index per image ({len(a)}), got {tuple(fg.shape)} "
+                        f"and {tuple(bg.shape)}")
+    if len(a) and (min(int(fg.min()), int(bg.min())) < 0 or max(int(fg.max()), int(bg.max())) >= len(COLORS)):
+        raise DataError(f"colour indices must lie in 0..{len(COLORS) - 1} ({', '.join(COLOR_NAMES)})")
+    f, b = COLORS[fg].float()[:, :, None, None], COLORS[bg].float()[:, :, None, None]
+    return (b + (f - b) * a.float() / 255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def uncolor(x: torch.Tensor) -> torch.Tensor:
+    """The grey digit in a coloured image, whatever its two colours: the background ``bg`` is the
+    median colour of the 1-pixel border; the ink ``fg`` is the palette colour whose line from bg
+    explains the pixels best (least squared distance of the pixels from the segment bg -> fg); each
+    pixel's value is its position along that segment, ``255 * <x - bg, fg - bg> / |fg - bg|^2``,
+    clamped. So ``uncolor(color(a, fg, bg)) == a`` up to rounding for every pair fg != bg, and a
+    generator's output with off-palette colours reads as the nearest palette line allows.
+    uint8 in, uint8 (N, 1, H, W) out; floats in [-1, 1] (a generator's) in, floats in [-1, 1] out."""
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise DataError(f"uncolor() takes (N, 1 or 3, H, W) images, got shape {tuple(x.shape)}")
+    floats = x.dtype != torch.uint8
+    u = (x.float().clamp(-1, 1) + 1) * 127.5 if floats else x.float()
+    if u.shape[1] == 1:
+        u = u.expand(-1, 3, -1, -1)
+    border = torch.cat([u[:, :, 0], u[:, :, -1], u[:, :, 1:-1, 0], u[:, :, 1:-1, -1]], 2)  # (N, 3, ring)
+    bg = border.median(2).values[:, :, None, None]
+    d = u - bg
+    best_err = best_t = None
+    for c in COLORS.float():
+        v = c.view(1, 3, 1, 1) - bg
+        vv = v.pow(2).sum(1, keepdim=True)
+        t = ((d * v).sum(1, keepdim=True) / vv.clamp_min(1.0)).clamp_(0, 1)
+        err = (d - t * v).pow(2).flatten(1).sum(1)
+        err = torch.where(vv.flatten() < 100.0, torch.full_like(err, float("inf")), err)  # fg too close to bg
+        if best_err is None:
+            best_err, best_t = err, t
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_t = torch.where(better[:, None, None, None], t, best_t)
+    g = best_t * 255
+    return g / 127.5 - 1 if floats else g.round_().to(torch.uint8)
+
+
+def negative(x: torch.Tensor) -> torch.Tensor:
+    """``255 - x`` for uint8 images, ``-x`` for floats in [-1, 1]: its own inverse."""
+    return 255 - x if x.dtype == torch.uint8 else -x
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A digit domain B made from the digit A by a fixed rule (``DERIVED``)."""
+
+    suffix: str  # "-edges": ``mnist-edges``, ``digits-edges-unpaired``, ...
+    rule: str  # for notes: "edges(A)"
+    channels: int  # of B
+    # (A uint8 (N, 1, H, W), positions of the items in their split, split) -> {"B": ..., other fields}
+    make: Callable
+    # How the source's digit classifier reads B: None where B has a classifier of its own (edges).
+    to_digit: Callable | None = None
+
+
+def _make_color(a, index, split):
+    fg, bg = color_indices(index, split)
+    return {"B": color(a, fg, bg), "fg": fg, "bg": bg}
+
+
+DERIVED = {
+    "edges": Derived("-edges", "edges(A)", 1, lambda a, index, split: {"B": edges(a)}),
+    "color": Derived("-color", "A in a foreground and background colour drawn per image", 3, _make_color,
+                     uncolor),
+    "negative": Derived("-negative", "255 - A", 1, lambda a, index, split: {"B": negative(a)}, negative),
+}
+
+
+def derived_of(base: str) -> tuple[str, Derived, bool] | None:
+    """``"mnist-color-unpaired"`` -> ``("mnist", DERIVED["color"], True)``; None for other names."""
+    unpaired = base.endswith("-unpaired")
+    stem = base[: -len("-unpaired")] if unpaired else base
+    for d in DERIVED.values():
+        if stem.endswith(d.suffix) and len(stem) > len(d.suffix):
+            return stem[: -len(d.suffix)], d, unpaired
+    return None
+
+
+def derived_domains(src: RawData, kind: Derived, unpaired: bool, name: str, swap: bool = False,
+                    split: str = "train", index=None) -> RawData:
+    """A = ``src.x``, B = ``kind.make(A)``: paired as one group with ``y``; unpaired as two groups
+    from the even (A) and odd (B) items, with ``yA`` / ``yB``. The rule's other fields (the
+    colours ``fg``, ``bg``) go with the image they describe. ``index`` (default 0..N-1): the
+    items' positions in ``split``, which seed per-image draws (colours). ``swap`` (``direction=BtoA``)
+    makes the derived images A and the digits B (e.g. drawing a digit into its outline)."""
     a, y = src.x, src.y
     idx = torch.arange(len(a))
+    pos = idx if index is None else torch.as_tensor(index)
     if not unpaired:
-        e = edges(a)
-        groups = {"AB": {"A": e, "B": a, "y": y} if swap else {"A": a, "B": e, "y": y}}
+        made = kind.make(a, pos, split)
+        b = made.pop("B")
+        groups = {"AB": {"A": b, "B": a, "y": y, **made} if swap else {"A": a, "B": b, "y": y, **made}}
         source = {"AB": idx}
     else:
         if len(a) < 2:
             raise DataError(f"{name} needs at least 2 images to draw two disjoint halves, has {len(a)}")
         ia, ib = idx[0::2], idx[1::2]
         if swap:
-            groups = {"A": {"A": edges(a[ia]), "yA": y[ia]}, "B": {"B": a[ib], "yB": y[ib]}}
+            made = kind.make(a[ia], pos[ia], split)
+            groups = {"A": {"A": made.pop("B"), "yA": y[ia], **made}, "B": {"B": a[ib], "yB": y[ib]}}
         else:
-            groups = {"A": {"A": a[ia], "yA": y[ia]}, "B": {"B": edges(a[ib]), "yB": y[ib]}}
+            made = kind.make(a[ib], pos[ib], split)
+            groups = {"A": {"A": a[ia], "yA": y[ia]}, "B": {"B": made.pop("B"), "yB": y[ib], **made}}
         source = {"A": ia, "B": ib}
     x, yy = target_of(groups)
     how = "A and B from disjoint halves (even/odd items)" if unpaired else "paired"
-    what = "A = edges(B)" if swap else "B = edges(A)"
+    what = f"B = {kind.rule}, then A and B exchanged (BtoA)" if swap else f"B = {kind.rule}"
     return RawData(name, "image", x, yy, src.n_classes, f"{src.note}; {what}, {how}", src.class_names,
                    groups=groups, source=source)
+
+
+def edge_domains(src: RawData, unpaired: bool, name: str, swap: bool = False) -> RawData:
+    """The edge-map domains (:func:`derived_domains` with ``DERIVED["edges"]``)."""
+    return derived_domains(src, DERIVED["edges"], unpaired, name, swap)
+
+
+def domain_view(name: str) -> tuple[str, Callable | None]:
+    """How the built-in digit classifiers read a digit domain: ``"mnist-color"`` -> ``("mnist",
+    uncolor)`` (the MNIST classifier on the uncoloured image), ``"mnist-negative"`` -> ``("mnist",
+    negative)``, ``"mnist-edges"`` -> ``("mnist-edges", None)`` (a classifier of its own); any
+    other name -> ``(name, None)``."""
+    from . import parse_name
+
+    base = parse_name(name)[0] if name else name
+    got = derived_of(base) if base else None
+    if got is None or got[1].to_digit is None:
+        return name, None
+    return got[0], got[1].to_digit

@@ -103,13 +103,20 @@ class DigitsExtractor(Extractor):
 
     def __init__(self, data: str | None = "mnist", device="cpu", weights=None):
         super().__init__(device)
-        path = Path(weights) if weights else weights_path(data)
+        from ..data.translation import domain_view
+
+        # A derived domain without weights of its own (mnist-color, mnist-negative) is read by its
+        # source's classifier after the domain's inverse (uncolor, negative): same digit, same net.
+        source, self.view = domain_view(data) if data else (data, None)
+        path = Path(weights) if weights else weights_path(source)
         self.net, self.meta = load_classifier(path, self.device)
         self.dim = self.net.head.in_features
-        self.key = f"digits-{path.stem}-{_file_id(path)}"
+        self.key = f"digits-{path.stem}-{_file_id(path)}" + (f"-{self.view.__name__}" if self.view else "")
         self.weights = path
 
     def _batch(self, x):
+        if self.view is not None:
+            x = self.view(to_uint8(x))
         f = self.net.features(prepare(x.to(self.device)))
         return f, self.net.head(f)
 
