@@ -70,6 +70,11 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
         if write:
             append_jsonl(run_dir / "eval.jsonl", record)
         return record
+    if getattr(model, "takes_text", False) and baseline is None:
+        record = _evaluate_text(model, cfg, n, ema, seed, data_root)
+        if write:
+            append_jsonl(run_dir / "eval.jsonl", record)
+        return record
     kind = model.spec.kind
     real = None
     if kind == "image":
@@ -165,6 +170,18 @@ def _pairs_evaluator(metrics, labelled: bool, domain, name: str, target, k: int,
             print(f"fd and kid skipped: {e}", file=sys.stderr)
             return make(paired)
     return ev
+
+
+def _evaluate_text(model, cfg: dict, n, ema: bool, seed: int, data_root) -> dict:
+    """A text-to-image model on held-out captions: caption agreement, Frechet distance, diversity
+    (metrics/text.py)."""
+    from .data import eval_data_name, load_data
+    from .metrics.text import text_metrics
+
+    name = eval_data_name(cfg["data"])
+    test = load_data(name, cfg.get("image_size"), root=data_root or cfg.get("data_root"))
+    result = text_metrics(model, test, n=n or 1000, seed=seed, use_ema=ema)
+    return _record(model, {"data": name, "n": result.get("text_n", 0)}, model.generator_name(ema), None, result)
 
 
 def _record(model, settings: dict, net: str, baseline, result: dict) -> dict:

@@ -22,6 +22,7 @@ training split's words for ``captions:PATH``.
 """
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from pathlib import Path
@@ -116,10 +117,11 @@ class Vocabulary:
         if not texts:
             raise ConfigError("no captions given")
         ids = [self.encode(t, unknown)[:MAX_WORDS] for t in texts]
-        out = torch.zeros(len(ids), length or max(map(len, ids)), dtype=torch.long)
+        width = length or max(map(len, ids))
+        out = np.zeros((len(ids), width), dtype=np.int64)
         for i, row in enumerate(ids):
-            out[i, :len(row)] = torch.tensor(row[:out.shape[1]])
-        return out
+            out[i, :min(len(row), width)] = row[:width]
+        return torch.from_numpy(out)
 
 
 # ---- attributes measured on the grey digit ------------------------------------------------------
@@ -183,27 +185,48 @@ def attribute_words(thick: float, slant: float, height: float) -> list[str]:
     return words
 
 
+@functools.lru_cache(maxsize=1)
+def _color_names_cached() -> tuple[str, ...]:
+    return _color_names()
+
+
 def caption(digit: int, fg: int, bg: int, words: list[str], form: int) -> str:
-    colors = _color_names()
+    colors = _color_names_cached()
     adj = ", ".join(words)
     text = TEMPLATES[form % len(TEMPLATES)].format(adj=adj, digit=DIGIT_WORDS[digit], fg=colors[fg], bg=colors[bg])
     text = re.sub(r"\s+", " ", text.replace(", ,", ",").replace(" ,", ",")).strip()
     return re.sub(r"\ba ([aeiou])", r"an \1", text)
 
 
+def _hash(index, split: str, salt: int) -> np.ndarray:
+    """Well-spread uint64s per item, keyed by (split, position, salt): the per-image draws of the
+    captions, independent of which part of the split is loaded (as the colours are)."""
+    from .translation import _mix
+
+    idx = np.asarray(index, dtype=np.uint64)
+    return _mix(idx * np.uint64(1 << 12) + np.uint64(salt) + np.uint64(_SPLIT_SEED[split]) * np.uint64(1 << 40))
+
+
 def make_captions(y, fg, bg, attrs: dict, index, split: str, k: int = CAPTIONS_PER_IMAGE) -> list[list[str]]:
-    """``k`` captions per image, from a generator seeded by (split, the image's position): the same
-    image gets the same captions whichever part of the split is loaded. Each caption names the
-    digit and both colours; each true attribute word is said with probability 3/4, in random order."""
+    """``k`` captions per image, drawn from hashes of (split, the image's position): the same image
+    gets the same captions whichever part of the split is loaded. Each caption names the digit and
+    both colours; each true attribute word is said with probability 3/4, in an order drawn too."""
+    thick = thickness_level(torch.as_tensor(attrs["thick"])).numpy()
+    slant = slant_level(torch.as_tensor(attrs["slant"])).numpy()
+    small = (torch.as_tensor(attrs["height"]) <= SMALL).numpy()
+    y, fg, bg = (np.asarray(v) for v in (y, fg, bg))
+    draws = [_hash(index, split, j) for j in range(k)]
     out = []
     for i in range(len(y)):
-        rng = np.random.default_rng([_SPLIT_SEED[split], int(index[i])])
-        true = attribute_words(float(attrs["thick"][i]), float(attrs["slant"][i]), float(attrs["height"][i]))
+        true = ([THICK_WORDS[int(thick[i])]] if thick[i] else []) + \
+            ([SLANT_WORDS[int(slant[i])]] if slant[i] != 2 else []) + (["small"] if small[i] else [])
         caps = []
-        for _ in range(k):
-            words = [w for w in true if rng.random() < 0.75]
-            rng.shuffle(words)
-            caps.append(caption(int(y[i]), int(fg[i]), int(bg[i]), words, int(rng.integers(len(TEMPLATES)))))
+        for j in range(k):
+            h = int(draws[j][i])
+            words = [w for b, w in enumerate(true) if (h >> (2 * b)) & 3]  # kept with probability 3/4
+            if len(words) > 1 and (h >> 8) & 1:
+                words.reverse()
+            caps.append(caption(int(y[i]), int(fg[i]), int(bg[i]), words, (h >> 16) % len(TEMPLATES)))
         out.append(caps)
     return out
 
