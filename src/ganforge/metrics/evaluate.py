@@ -485,7 +485,7 @@ def format_result(record: dict) -> str:
                   "knn_accuracy", "recon_label_preservation", "recon_l1",
                   # text-to-image models (metrics/text.py)
                   "text_class", "text_fg", "text_bg", "text_all", "text_thick_rho", "text_slant_rho", "diversity",
-                  "fd_stage1_up", "stage1_text_class", "stage1_text_fg", "stage1_text_bg"):
+                  "fd_stage1_up", "stage1_text_class", "stage1_text_fg", "stage1_text_bg", "stage1_diversity"):
             if prefix + k not in record:
                 continue
             v = fmt(record[prefix + k])

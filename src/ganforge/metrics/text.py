@@ -133,9 +133,16 @@ def text_metrics(model, test, n: int = 1000, seed: int = 0, use_ema: bool = True
         images = model.generate_eval(inputs, use_ema)
     out["fd"] = frechet_distance_from_features(real_f, ex.extract(images)[0])
     out.update(agreement(images, fields, source))
-    divs = []
+    divs, divs1 = [], []
     for i in range(min(n_diversity, n)):
-        x = model.sample(k_diversity, seed=seed + 1 + i, use_ema=use_ema, text=[caps[i]])
+        one = model.sample_inputs(k_diversity, torch.Generator().manual_seed(seed + 1 + i), text=[caps[i]])
+        if hasattr(model, "stages"):
+            low, x = model.stages(one, use_ema)
+            divs1.append(diversity(low))
+        else:
+            x = model.generate_eval(one, use_ema)
         divs.append(diversity(x))
     out["diversity"] = float(np.mean(divs))
+    if divs1:
+        out["stage1_diversity"] = float(np.mean(divs1))
     return out
