@@ -173,3 +173,29 @@ def test_text_models_refuse_data_without_captions(tmp_path):
     with pytest.raises(GanforgeError, match="captioned images|no text encoder"):
         ganforge.train("gan-int-cls", data="digits", steps=1, progress=False, sets=TINY_TEXT,
                        out=tmp_path / "run")
+
+
+def test_caption_folder_with_published_embeddings_or_own_encoder(tmp_path):
+    from test_captions import _write_layout
+
+    from ganforge.errors import ConfigError
+
+    root = tmp_path / "cub"
+    root.mkdir()
+    _write_layout(root)
+    data = f"captions:{root}"
+    small = {**TINY_TEXT, "image_size": 16, **QUIET}
+    out = ganforge.train("gan-int-cls", data=data, out=tmp_path / "emb", steps=2, batch_size=2, progress=False,
+                         sets={**small, "pretrained_embeddings": True, "emb_dim": 4})["out"]
+    m = load_run(out)
+    assert m.sample(3).shape == (3, 3, 16, 16) and m.D.proj[0].in_features == 4
+    with pytest.raises(ConfigError, match="pre-computed embeddings"):
+        m.sample(2, text="a red bird")
+    with pytest.raises(ConfigError, match="train-text-encoder"):
+        ganforge.train("gan-int-cls", data=data, out=tmp_path / "none", steps=1, batch_size=2, progress=False,
+                       sets=small)
+    enc = tmp_path / "enc.pt"
+    assert main(["train-text-encoder", "--data", data, "--steps", "3", "--out", str(enc), "--quiet"]) == 0
+    out = ganforge.train("gan-int-cls", data=data, out=tmp_path / "own", steps=2, batch_size=2, progress=False,
+                         sets={**small, "text_encoder": str(enc)})["out"]
+    assert load_run(out).sample(2, text="a small red bird").shape == (2, 3, 16, 16)

@@ -359,7 +359,9 @@ def check_text(texts) -> list[str]:
     """Captions from ``--text``: one string, or the lines of a file; a one-line error for none."""
     if isinstance(texts, str):
         p = Path(texts)
-        if len(texts) < 4096 and p.suffix == ".txt" and p.is_file():
+        if len(texts) < 4096 and p.suffix == ".txt" and " " not in texts.strip():
+            if not p.is_file():
+                raise ConfigError(f"caption file {p} not found")
             texts = [ln for ln in p.read_text().splitlines() if ln.strip()]
         else:
             texts = [texts]

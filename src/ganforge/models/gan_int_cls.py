@@ -46,6 +46,13 @@ class TextConditional:
 
     def build_text(self) -> None:
         c = self.cfg
+        if c["pretrained_embeddings"]:
+            # The data's published embeddings stand in for psi: no encoder, no vocabulary; samples
+            # without a batch are drawn from a bank of training embeddings.
+            self.T, self.vocab, self.e_dim = None, None, c["emb_dim"]
+            self.register_buffer("emb_bank", torch.zeros(BANK, c["emb_dim"]))
+            self.register_buffer("bank_n", torch.tensor(0))
+            return
         rec = self._encoder_record()
         if rec is not None:
             enc, vocab = encoder_from(rec)
@@ -56,7 +63,7 @@ class TextConditional:
         self.register_buffer("text_ready", torch.tensor(rec is not None))
         self.register_buffer("bank", torch.zeros(BANK, MAX_WORDS, dtype=torch.int16))
         self.register_buffer("bank_n", torch.tensor(0))
-        self.e_dim = c["emb_dim"] if c["pretrained_embeddings"] else enc.out_dim
+        self.e_dim = enc.out_dim
 
     def _encoder_record(self):
         from ..data import CAPTIONED, parse_name
@@ -67,8 +74,12 @@ class TextConditional:
         path = default_path(c["data"], c, c["seed"])
         if path.is_file():
             return load_encoder_file(path)
-        if parse_name(c["data"])[0] in CAPTIONED:
+        base = parse_name(c["data"])[0]
+        if base in CAPTIONED:
             return None  # trained in prepare() from the training data
+        if not base.startswith("captions:"):
+            raise DataError(f"{self.name} trains on captioned images (mnist-captions, digits-captions, "
+                            f"captions:PATH), not {c['data']}")
         raise ConfigError(f"no text encoder for {c['data']}: train one first with `ganforge train-text-encoder "
                           f"--data {c['data']}` (or --set text_encoder=FILE)")
 
@@ -77,13 +88,23 @@ class TextConditional:
         if vocab is None:
             raise DataError(f"{self.name} trains on captioned images (mnist-captions, digits-captions, "
                             f"captions:PATH), not {raw.name}")
+        group = raw.groups["data"]
+        if self.cfg["pretrained_embeddings"]:
+            if "emb" not in group:
+                raise DataError(f"pretrained_embeddings is on, but {raw.name} has no pre-computed embeddings "
+                                "(char-CNN-RNN-embeddings.pickle)")
+            if group["emb"].shape[-1] != self.e_dim:
+                raise ConfigError(f"{raw.name}'s embeddings have {group['emb'].shape[-1]} dimensions; set "
+                                  f"emb_dim={group['emb'].shape[-1]}")
+            g = torch.Generator().manual_seed(self.cfg["seed"])
+            idx = torch.randperm(len(group["emb"]), generator=g)[:BANK]
+            emb = group["emb"][idx, torch.randint(group["emb"].shape[1], (len(idx),), generator=g)]
+            self.emb_bank[:len(emb)] = emb.float()
+            self.bank_n.fill_(len(emb))
+            return
         if vocab != self.vocab:
             raise ConfigError(f"the text encoder's vocabulary ({len(self.vocab) - 2} words) is not {raw.name}'s "
                               f"({len(vocab) - 2} words); train one on this data with `ganforge train-text-encoder`")
-        group = raw.groups["data"]
-        if self.cfg["pretrained_embeddings"] and "emb" not in group:
-            raise DataError(f"pretrained_embeddings is on, but {raw.name} has no pre-computed embeddings "
-                            "(char-CNN-RNN-embeddings.pickle)")
         if not bool(self.text_ready):
             print(f"{self.name}: training the text encoder on {raw.name} ({self.cfg['te_steps']} steps; cached for "
                   "later runs)", flush=True)
@@ -136,6 +157,8 @@ class TextConditional:
                 raise ConfigError(f"{self.name} has no training captions to draw from; pass text=")
             i = torch.randint(int(self.bank_n), (n,), generator=generator) if generator is not None else \
                 torch.randint(int(self.bank_n), (n,))
+            if self.T is None:
+                return {"z": z, "emb": self.emb_bank.cpu()[i].to(z.device)}
             tokens = self.bank.cpu()[i]
         return {"z": z, "tokens": tokens.long().to(z.device)}
 
