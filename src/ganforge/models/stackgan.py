@@ -28,7 +28,7 @@ from ..nn import DCGANGenerator, dcgan_init, evaluating
 from ..nn.translation import ResidualBlock
 from ..registry import register
 from ..text import ConditioningAugmentation, TextD
-from .base import GANModel, Phase
+from .base import STEP_OPTIONS, GANModel, Phase
 from .gan_int_cls import TEXT_DEFAULTS, TextConditional
 
 
@@ -90,6 +90,9 @@ class StackGAN(TextConditional, GANModel):
         c, s = self.cfg, self.spec
         if s.image_size <= c["low_size"]:
             raise ConfigError(f"stackgan's image_size ({s.image_size}) must be larger than low_size ({c['low_size']})")
+        on = [k for k in STEP_OPTIONS if c.get(k)]
+        if on:
+            raise ConfigError(f"stackgan's own training steps do not implement {', '.join(on)}")
         if c["stage1_steps"] < 0:
             raise ConfigError(f"stage1_steps must be >= 0, got {c['stage1_steps']}")
         self.build_text()
