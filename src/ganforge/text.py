@@ -28,14 +28,14 @@ from torch import nn
 from .data.captions import Vocabulary
 from .errors import ConfigError, GanforgeError
 
-ENCODER_DEFAULTS = {"te_dim": 128, "te_hidden": 128, "te_words": 64, "te_steps": 1500, "te_batch": 128,
+ENCODER_DEFAULTS = {"te_dim": 128, "te_hidden": 64, "te_words": 32, "te_steps": 1500, "te_batch": 128,
                     "te_lr": 1e-3}
 
 
 class TextEncoder(nn.Module):
     """psi: word indices (N, L), 0 = padding -> embedding (N, out_dim)."""
 
-    def __init__(self, vocab_size: int, out_dim: int = 128, hidden: int = 128, words: int = 64):
+    def __init__(self, vocab_size: int, out_dim: int = 128, hidden: int = 64, words: int = 32):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, words, padding_idx=0)
         self.rnn = nn.GRU(words, hidden, batch_first=True, bidirectional=True)
@@ -56,17 +56,19 @@ class TextEncoder(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """phi, used only while training psi: a small conv net on 32x32 images."""
+    """phi, used only while training psi: three strided convolutions and a linear layer."""
 
-    def __init__(self, channels: int, out_dim: int, width: int = 32):
+    def __init__(self, channels: int, out_dim: int, width: int = 16):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(channels, width, 3, 1, 1), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
-                                 nn.Conv2d(width, 2 * width, 3, 1, 1), nn.LeakyReLU(0.2), nn.MaxPool2d(2),
-                                 nn.Conv2d(2 * width, 4 * width, 3, 1, 1), nn.LeakyReLU(0.2),
+        self.net = nn.Sequential(nn.Conv2d(channels, width, 3, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(width, 2 * width, 3, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.LeakyReLU(0.2),
                                  nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * width, out_dim))
 
     def forward(self, x):
-        return self.net(F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True))
+        if x.shape[-1] > 32:  # 64x64 sets: the encoder sees them at 32x32, as digits are seen at 28x28
+            x = F.interpolate(x, size=(32, 32), mode="area")
+        return self.net(x)
 
 
 def pair_classes(group: dict) -> torch.Tensor:
