@@ -165,6 +165,10 @@ def test_stage1_frozen_during_stage2_and_cli(tmp_path, data, capsys):
     for k in ("text_class", "text_fg", "text_bg", "text_thick_rho", "fd", "fd_stage1_up", "diversity"):
         assert k in rec
     assert 0 <= rec["text_fg"] <= 1
+    # the ceiling: held-out images against captions of their own attributes agree almost always
+    assert main(["eval", str(out), "--baseline", "real", "--n", "40"]) == 0
+    real = json.loads((out / "eval.jsonl").read_text().splitlines()[-1])
+    assert real["baseline"] == "real" and min(real["text_class"], real["text_fg"], real["text_bg"]) >= 0.9
 
 
 def test_text_models_refuse_data_without_captions(tmp_path):

@@ -146,3 +146,25 @@ def text_metrics(model, test, n: int = 1000, seed: int = 0, use_ema: bool = True
     if divs1:
         out["stage1_diversity"] = float(np.mean(divs1))
     return out
+
+
+def real_text_metrics(test, n: int = 1000, seed: int = 0) -> dict:
+    """The ceiling: held-out images measured against captions made from their own attributes, and
+    the Frechet distance between two random halves of the held-out set."""
+    from .features import DigitsExtractor
+    from .frechet import frechet_distance_from_features
+
+    source = digit_source(test.name)
+    if source is None:
+        return {}
+    group = test.groups["data"]
+    n = min(n, len(group["y"]))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(group["y"]), generator=g)[:n]
+    out = {"text_n": n, **agreement(test.x[idx], {k: group[k][idx] for k in ("y", "fg", "bg", "thick", "slant")},
+                                    source)}
+    perm = torch.randperm(len(test.x), generator=g)
+    f = DigitsExtractor(f"{source}-color").extract(test.x)[0]
+    half = len(perm) // 2
+    out["fd"] = frechet_distance_from_features(f[perm[:half]], f[perm[half:]])
+    return out
