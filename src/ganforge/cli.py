@@ -143,6 +143,11 @@ def cmd_sample(args) -> int:
         cond["label"] = args.label
     if args.truncation is not None:
         cond["truncation"] = args.truncation
+    if args.text is not None:  # text-to-image models: --n samples for each caption, one row per caption
+        from .data.captions import check_text
+
+        cond["text"] = check_text(args.text)
+        nrow, args.n = (args.n, args.n * len(cond["text"])) if len(cond["text"]) > 1 else (None, args.n)
     if args.mix:
         if args.vary is not None or args.label is not None:
             raise ConfigError("--mix draws its own grid; give it without --vary or --label")
@@ -179,7 +184,7 @@ def cmd_sample(args) -> int:
 # Sampling flags that only some models take: flag -> (the model's sample_options entry, who takes it).
 SAMPLE_FLAGS = {"truncation": ("truncation", "--truncation"), "mix": ("mix", "--mix"),
                 "styles": ("styles", "--styles"), "style_from": ("styles", "--style-from"),
-                "mask": ("mask", "--mask")}
+                "mask": ("mask", "--mask"), "text": ("text", "--text")}
 
 
 def _check_sample_options(model, args) -> None:
@@ -368,6 +373,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_train_text_encoder(args) -> int:
+    from .text import train_text_encoder
+
+    cfg = {"te_steps": args.steps} if args.steps else {}
+    path, rec = train_text_encoder(args.data, out=args.out, cfg=cfg, seed=args.seed, root=args.data_root,
+                                   progress=not args.quiet)
+    held = f"; held-out caption->image retrieval {rec['retrieval'] * 100:.1f}% (of 500)" if "retrieval" in rec else ""
+    print(f"trained the text encoder on {args.data} ({len(rec['vocab'])} words, {rec['steps']} steps, "
+          f"{rec['seconds']:.0f} s, final DS-SJE loss {rec['loss']:.4f}){held}; saved to {path}")
+    return 0
+
+
 def cmd_train_classifier(args) -> int:
     from .metrics.classifier import train_classifier
 
@@ -440,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "of this example image")
     s.add_argument("--mask", choices=["centre", "random"], help="context-encoder: fill the centre (default) or "
                    "random blocks of each --input image")
+    s.add_argument("--text", metavar="CAPTION_OR_FILE.txt",
+                   help="text-to-image models (gan-int-cls, stackgan): a caption, or a .txt file of captions "
+                   "(one a line, one grid row each); --n samples per caption")
     s.add_argument("--no-ema", action="store_true", help="use G rather than its EMA copy")
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.set_defaults(fn=cmd_sample)
@@ -486,6 +506,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", help="folder holding MNIST (default: $GANFORGE_DATA)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=cmd_train_classifier)
+
+    s = sub.add_parser("train-text-encoder", help="train the text encoder of gan-int-cls and stackgan (joint "
+                       "image-text embedding) on a captioned data set, into the cache they read")
+    s.add_argument("--data", default="mnist-captions", help="mnist-captions, digits-captions or captions:PATH")
+    s.add_argument("--out", help="encoder file (default: the cache the text models look in)")
+    s.add_argument("--steps", type=_positive(int), help="training steps (default 1500)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--data-root", help="folder holding MNIST (default: $GANFORGE_DATA)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(fn=cmd_train_text_encoder)
     return p
 
 

@@ -80,6 +80,8 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
                               "--baseline does not apply")
         record = _evaluate_restoration(model, cfg, n, ema, seed, dev, data_root, progress, inception_weights,
                                        download, metrics)
+    elif getattr(model, "takes_text", False):
+        record = _evaluate_text(model, cfg, n, ema, seed, data_root, baseline)
     if record is not None:
         if write:
             append_jsonl(run_dir / "eval.jsonl", record)
@@ -297,6 +299,22 @@ def restoration_metrics(model, real, ema: bool = True, seed: int = 0, extractor=
             f = feats(prefix or None, y, prefix or model.name)
             record[f"{pre}kid"], record[f"{pre}kid_std"] = kid(f, f_real, seed=seed)
     return record
+
+
+def _evaluate_text(model, cfg: dict, n, ema: bool, seed: int, data_root, baseline=None) -> dict:
+    """A text-to-image model on held-out captions: caption agreement, Frechet distance, diversity
+    (metrics/text.py); ``baseline="real"``: the held-out images themselves against their captions."""
+    from .data import eval_data_name, load_data
+    from .metrics.text import real_text_metrics, text_metrics
+
+    name = eval_data_name(cfg["data"])
+    test = load_data(name, cfg.get("image_size"), root=data_root or cfg.get("data_root"))
+    if baseline == "real":
+        result = real_text_metrics(test, n=n or 1000, seed=seed)
+    else:
+        result = text_metrics(model, test, n=n or 1000, seed=seed, use_ema=ema)
+    net = "real" if baseline == "real" else model.generator_name(ema)
+    return _record(model, {"data": name, "n": result.get("text_n", 0)}, net, baseline, result)
 
 
 def _record(model, settings: dict, net: str, baseline, result: dict) -> dict:

@@ -107,14 +107,20 @@ DATASETS = {
                                    "255 - A; test = last 20%", 1, 28, 10),
     "digits-negative-unpaired": DatasetInfo("digits-negative-unpaired", "image", "embedded digits and negatives "
                                             "from disjoint halves; test paired", 1, 28, 10),
+    "mnist-captions": DatasetInfo("mnist-captions", "image", "mnist-color's digits with 5 generated captions each "
+                                  "(class, colours, thickness, slant, size; fields kept for measuring)", 3, 28, 10,
+                                  "mnist/"),
+    "digits-captions": DatasetInfo("digits-captions", "image", "digits-color's digits with 5 generated captions "
+                                   "each; test = last 20%", 3, 28, 10),
 }
+CAPTIONED = ("mnist-captions", "digits-captions")  # data/captions.py; also captions:PATH
 SPLITS = ("train", "test", "val", "train-val")
 # Sets whose files hold a test split of their own (digits gets a deterministic one: its last 20%).
 _HAS_TEST = {"mnist", "fashion-mnist", "cifar10", "facades", "facades-unpaired", "mnist-edges",
              "mnist-edges-unpaired", "digits-edges", "digits-edges-unpaired", "mnist-color", "mnist-color-unpaired",
              "digits-color", "digits-color-unpaired", "mnist-negative", "mnist-negative-unpaired", "digits-negative",
-             "digits-negative-unpaired"}
-_PATH_KINDS = ("folder:", "aligned:", "unaligned:")
+             "digits-negative-unpaired", *CAPTIONED}
+_PATH_KINDS = ("folder:", "aligned:", "unaligned:", "captions:")
 DIGITS_TEST = 5  # digits:test is the last 1/5 of the 1,797
 
 
@@ -169,6 +175,8 @@ def has_test(name: str) -> bool:
         return (Path(base[len("aligned:"):]).expanduser() / "test").is_dir()
     if base.startswith("unaligned:"):
         return (Path(base[len("unaligned:"):]).expanduser() / "testA").is_dir()
+    if base.startswith("captions:"):
+        return (Path(base[len("captions:"):]).expanduser() / "testclasses.txt").is_file()
     return base in _HAS_TEST or base == "digits"
 
 
@@ -254,6 +262,8 @@ def load_raw(name: str, root=None, download: bool = False, split: str = "auto", 
         raise DataError(f"direction must be AtoB or BtoA, not {direction!r}")
     if _is_translation(base):
         return _load_translation(base, nsplit or "train", part, root, download, image_size, direction, stream)
+    if base in CAPTIONED or base.startswith("captions:"):
+        return _load_captions(base, nsplit or "train", part, root, download, image_size)
     if part is not None:
         raw = load_raw(_with(base, nsplit), root=root, download=download, split=split, image_size=image_size,
                        skip_bad=skip_bad)
@@ -334,6 +344,24 @@ def _load_translation(base, split, part, root, download, image_size, direction, 
     return raw
 
 
+def _load_captions(base, split, part, root, download, image_size) -> RawData:
+    from . import captions
+
+    if base.startswith("captions:"):
+        return captions.load_caption_folder(base[len("captions:"):], split, int(image_size or 64), part)
+    source = base[: -len("-captions")]
+    src = load_raw(_with(source, split), root=root, download=download)
+    index = torch.arange(len(src))
+    if part is not None:
+        n = len(src)
+        src.take(part)
+        index = index[part]
+        if not len(src.x):
+            raise DataError(f"[{part.start or ''}:{part.stop or ''}] selects nothing of {_with(source, split)}'s "
+                            f"{n:,} items")
+    return captions.digit_captions(src, index, split, base, image_size)
+
+
 def load_data(name: str, image_size=None, root=None, download: bool = False, split: str = "auto",
               direction: str = "AtoB", stream=None, skip_bad: bool = False) -> RawData:
     """Load a data set and bring its images to ``image_size`` (default: the set's own size)."""
@@ -352,6 +380,8 @@ def spec_of(name: str, image_size=None, raw: RawData | None = None) -> DataSpec:
     if raw is not None:
         if raw.kind == "points":
             return DataSpec("points", dim=raw.x.shape[1])
+        if getattr(raw, "vocab", None) is not None:  # captioned images (data/captions.py): plain image data
+            return DataSpec("image", raw.x.shape[1], raw.x.shape[-1], n_classes=raw.n_classes)
         if raw.groups is not None:
             return DataSpec("image", raw.x.shape[1], raw.x.shape[-1], n_classes=raw.n_classes,
                             in_channels=_in_channels(raw), paired=any("A" in _fields(g) and "B" in _fields(g)

@@ -483,7 +483,10 @@ def format_result(record: dict) -> str:
         for k in ("fd", "kid", "is", "precision", "recall", "density", "coverage", "classes", "class_kl", "modes",
                   "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy",
                   "cond_accuracy", "knn_accuracy", "recon_label_preservation", "recon_l1", "pair_agreement",
-                  "pixel_agreement", "confident", "pair_agreement_confident", "classes_A"):
+                  "pixel_agreement", "confident", "pair_agreement_confident", "classes_A",
+                  # text-to-image models (metrics/text.py)
+                  "text_class", "text_fg", "text_bg", "text_all", "text_thick_rho", "text_slant_rho", "diversity",
+                  "fd_stage1_up", "stage1_text_class", "stage1_text_fg", "stage1_text_bg", "stage1_diversity"):
             if prefix + k not in record:
                 continue
             v = fmt(record[prefix + k])

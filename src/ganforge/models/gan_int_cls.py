@@ -1,0 +1,229 @@
+"""GAN-INT-CLS: Reed, Akata, Yan, Logeswaran, Schiele & Lee, "Generative Adversarial Text to Image
+Synthesis", ICML 2016.
+
+What is different from CGAN: the condition is a sentence, through a text encoder trained
+beforehand with the joint image-text embedding objective (ganforge/text.py) and then frozen. G
+and D each compress the embedding (FC + leaky ReLU) and take it beside z / beside D's last
+feature map. Two changes to the objective make up the name:
+
+- CLS, the matching-aware discriminator: D sees three kinds of pairs, real image with its text
+  (real), real image with another image's text (fake: "mismatched") and generated image with
+  its text (fake). D's loss is log D(x, h) + (log(1 - D(x, h^)) + log(1 - D(G(z, h), h))) / 2, so D
+  must judge whether an image fits its text, not only whether it looks real.
+- INT: G is also trained on interpolations beta * h1 + (1 - beta) * h2 of two captions'
+  embeddings (beta = 0.5), which have no real image: the embedding manifold between captions is
+  filled in, and D judges those fakes with the interpolated text.
+
+``--set cls=false`` / ``int=false`` give the paper's GAN, GAN-CLS and GAN-INT ablations.
+Captions come from a captioned data set (``mnist-captions``, ``digits-captions``,
+``captions:PATH``); ``ganforge sample RUN --text "a thick blue three on yellow"`` draws from one.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data.captions import MAX_WORDS, Vocabulary, check_text, grammar_words
+from ..errors import ConfigError, DataError
+from ..registry import register
+from ..text import (ENCODER_DEFAULTS, TextD, TextEncoder, TextG, default_path, encoder_from, load_encoder_file,
+                    pick_captions, save_encoder, train_encoder)
+from .base import GANModel, Phase
+
+BANK = 256  # training captions kept for drawing samples without --text
+
+
+class TextConditional:
+    """A model conditioned on captions through a frozen text encoder ``T`` (psi).
+
+    ``build_text()`` in ``build``: T comes from ``text_encoder`` (a file), else the cache for the
+    data and settings, else (digit caption sets) it is trained in ``prepare`` on the run's
+    training data and cached. A bank of training captions (a buffer) gives samples without text.
+    G's inputs are ``{"z", "tokens"}`` (word indices) or ``{"z", "emb"}`` (embeddings).
+    """
+
+    takes_text = True
+    sample_options = ("text",)
+
+    def build_text(self) -> None:
+        c = self.cfg
+        if c["pretrained_embeddings"]:
+            # The data's published embeddings stand in for psi: no encoder, no vocabulary; samples
+            # without a batch are drawn from a bank of training embeddings.
+            self.T, self.vocab, self.e_dim = None, None, c["emb_dim"]
+            self.register_buffer("emb_bank", torch.zeros(BANK, c["emb_dim"]))
+            self.register_buffer("bank_n", torch.tensor(0))
+            return
+        rec = self._encoder_record()
+        if rec is not None:
+            enc, vocab = encoder_from(rec)
+        else:
+            vocab = Vocabulary(grammar_words())
+            enc = TextEncoder(len(vocab), c["te_dim"], c["te_hidden"], c["te_words"])
+        self.T, self.vocab = enc.requires_grad_(False).eval(), vocab
+        self.register_buffer("text_ready", torch.tensor(rec is not None))
+        self.register_buffer("bank", torch.zeros(BANK, MAX_WORDS, dtype=torch.int16))
+        self.register_buffer("bank_n", torch.tensor(0))
+        self.e_dim = enc.out_dim
+
+    def _encoder_record(self):
+        from ..data import CAPTIONED, parse_name
+
+        c = self.cfg
+        if c["text_encoder"]:
+            return load_encoder_file(c["text_encoder"])
+        path = default_path(c["data"], c, c["seed"])
+        if path.is_file():
+            return load_encoder_file(path)
+        base = parse_name(c["data"])[0]
+        if base in CAPTIONED:
+            return None  # trained in prepare() from the training data
+        if not base.startswith("captions:"):
+            raise DataError(f"{self.name} trains on captioned images (mnist-captions, digits-captions, "
+                            f"captions:PATH), not {c['data']}")
+        raise ConfigError(f"no text encoder for {c['data']}: train one first with `ganforge train-text-encoder "
+                          f"--data {c['data']}` (or --set text_encoder=FILE)")
+
+    def prepare(self, raw) -> None:
+        vocab = getattr(raw, "vocab", None)
+        if vocab is None:
+            raise DataError(f"{self.name} trains on captioned images (mnist-captions, digits-captions, "
+                            f"captions:PATH), not {raw.name}")
+        group = raw.groups["data"]
+        if self.cfg["pretrained_embeddings"]:
+            if "emb" not in group:
+                raise DataError(f"pretrained_embeddings is on, but {raw.name} has no pre-computed embeddings "
+                                "(char-CNN-RNN-embeddings.pickle)")
+            if group["emb"].shape[-1] != self.e_dim:
+                raise ConfigError(f"{raw.name}'s embeddings have {group['emb'].shape[-1]} dimensions; set "
+                                  f"emb_dim={group['emb'].shape[-1]}")
+            g = torch.Generator().manual_seed(self.cfg["seed"])
+            idx = torch.randperm(len(group["emb"]), generator=g)[:BANK]
+            emb = group["emb"][idx, torch.randint(group["emb"].shape[1], (len(idx),), generator=g)]
+            self.emb_bank[:len(emb)] = emb.float()
+            self.bank_n.fill_(len(emb))
+            return
+        if vocab != self.vocab:
+            raise ConfigError(f"the text encoder's vocabulary ({len(self.vocab) - 2} words) is not {raw.name}'s "
+                              f"({len(vocab) - 2} words); train one on this data with `ganforge train-text-encoder`")
+        if not bool(self.text_ready):
+            print(f"{self.name}: training the text encoder on {raw.name} ({self.cfg['te_steps']} steps; cached for "
+                  "later runs)", flush=True)
+            rec = train_encoder(raw, self.cfg, self.cfg["seed"], progress=True)
+            try:
+                save_encoder(rec, default_path(self.cfg["data"], self.cfg, self.cfg["seed"]))
+            except OSError:
+                pass  # an unwritable cache only costs the next run the same training
+            self.T.load_state_dict(rec["state"])
+            self.text_ready.fill_(True)
+        g = torch.Generator().manual_seed(self.cfg["seed"])
+        idx = torch.randperm(len(group["tokens"]), generator=g)[:BANK]
+        tok = pick_captions(group["tokens"][idx], g)[:, :MAX_WORDS]
+        self.bank.zero_()
+        self.bank[:len(tok), :tok.shape[1]] = tok.to(self.bank.dtype)
+        self.bank_n.fill_(len(tok))
+
+    # -- text to embeddings ------------------------------------------------------------------
+    def embed(self, tokens) -> torch.Tensor:
+        """psi(t) of word indices (N, L); the encoder is frozen, so no graph is kept."""
+        with torch.no_grad():
+            return self.T(tokens.to(self.device))
+
+    def batch_embedding(self, batch: dict) -> torch.Tensor:
+        """The embedding of one of each item's captions, drawn at random (``emb``: pre-computed ones)."""
+        if self.cfg["pretrained_embeddings"]:
+            emb = batch["emb"]
+            k = torch.randint(emb.shape[1], (len(emb),), device=emb.device)
+            return emb[torch.arange(len(emb), device=emb.device), k].float()
+        return self.embed(pick_captions(batch["tokens"]))
+
+    def mismatched(self, e: torch.Tensor) -> torch.Tensor:
+        """Each item's embedding paired with the next item's image: text that does not describe it."""
+        return e.roll(1, 0)
+
+    def tokens_of(self, text) -> torch.Tensor:
+        """Captions (a string, a list, or a .txt file of them) as (M, MAX_WORDS) word indices."""
+        if self.cfg["pretrained_embeddings"]:
+            raise ConfigError(f"this {self.name} run was trained on pre-computed embeddings; it cannot read --text")
+        return self.vocab.encode_batch(check_text(text), length=MAX_WORDS)
+
+    def sample_inputs(self, n: int, generator=None, text=None) -> dict:
+        """``n`` inputs; with ``text`` (M captions), the samples go to the captions in M equal blocks."""
+        z = self.randn(n, self.cfg["z_dim"], generator=generator)
+        if text is not None:
+            tok = self.tokens_of(text)
+            tokens = tok[torch.arange(n) * len(tok) // n]
+        else:
+            if int(self.bank_n) == 0:
+                raise ConfigError(f"{self.name} has no training captions to draw from; pass text=")
+            i = torch.randint(int(self.bank_n), (n,), generator=generator) if generator is not None else \
+                torch.randint(int(self.bank_n), (n,))
+            if self.T is None:
+                return {"z": z, "emb": self.emb_bank.cpu()[i].to(z.device)}
+            tokens = self.bank.cpu()[i]
+        return {"z": z, "tokens": tokens.long().to(z.device)}
+
+    def text_embedding(self, inputs: dict) -> torch.Tensor:
+        return inputs["emb"] if "emb" in inputs else self.embed(inputs["tokens"])
+
+    def matching_aware_d_loss(self, D, real, fake, e, out: dict, tag: str = ""):
+        """Reed et al.'s D loss: real with its text is real; real with mismatched text and fake with
+        its text are fake, each at half weight (both go into the fake term's mean)."""
+        s_real, s_fake = D(real, e), D(fake, e)
+        if self.cfg["cls"]:
+            s_wrong = D(real, self.mismatched(e))
+            loss = self.d_adversarial(s_real, torch.cat([s_wrong, s_fake]))
+            out[f"D(x,h^){tag}"] = s_wrong.mean().detach()
+        else:
+            loss = self.d_adversarial(s_real, s_fake)
+        out[f"D(x,h){tag}"], out[f"D(G,h){tag}"] = s_real.mean().detach(), s_fake.mean().detach()
+        return loss
+
+
+TEXT_DEFAULTS = {**ENCODER_DEFAULTS, "text_encoder": "", "pretrained_embeddings": False, "emb_dim": 1024,
+                 "t_dim": 128, "cls": True}
+
+
+@register
+class GANINTCLS(TextConditional, GANModel):
+    name = "gan-int-cls"
+    family = "conditional"
+    paper = "Reed et al., Generative Adversarial Text to Image Synthesis"
+    year = 2016
+    # t_dim: the compressed embedding (128 in the paper); int_beta: the interpolation's beta.
+    defaults = {**TEXT_DEFAULTS, "z_dim": 100, "g_width": 64, "d_width": 64, "loss": "nonsaturating",
+                "int": True, "int_beta": 0.5}
+
+    def build(self):
+        c, s = self.cfg, self.spec
+        if not 0.0 <= c["int_beta"] <= 1.0:
+            raise ConfigError(f"int_beta must lie in [0, 1], got {c['int_beta']}")
+        self.build_text()
+        self.G = TextG(self.e_dim, c["t_dim"], c["z_dim"], s.channels, s.image_size, c["g_width"])
+        self.D = TextD(self.e_dim, c["t_dim"], s.channels, s.image_size, c["d_width"])
+
+    def phases(self):
+        # D and G see the same batch of images and captions, as in the paper's Algorithm 1.
+        return [Phase("D", self.d_step, ("D",)), Phase("G", self.g_step, ("G",))]
+
+    def generate(self, inputs: dict, net=None):
+        return (net or self.G)(inputs["z"], self.text_embedding(inputs))
+
+    def d_step(self, batch):
+        real, e = batch["x"], self.batch_embedding(batch)
+        fake = self.G(self.randn(len(real), self.cfg["z_dim"]), e)
+        out = {}
+        loss = self.matching_aware_d_loss(self.D, real, fake, e, out)
+        return {"loss": loss, **out}
+
+    def g_step(self, batch):
+        e = self.batch_embedding(batch)
+        n = len(e)
+        loss = self.g_adversarial(self.D(self.G(self.randn(n, self.cfg["z_dim"]), e), e))
+        out = {}
+        if self.cfg["int"]:
+            # Interpolated captions have no real image; G must fool D with them too.
+            b = self.cfg["int_beta"]
+            e_int = b * e + (1 - b) * e.roll(1, 0)
+            l_int = self.g_adversarial(self.D(self.G(self.randn(n, self.cfg["z_dim"]), e_int), e_int))
+            loss, out["L_int"] = loss + l_int, l_int.detach()
+        return {"loss": loss, **out}
