@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError, closest
+from .names import SPLITS, _with, parse_name, split_name  # noqa: F401  (re-exported)
 from .base import RawData, resize_images
 from .loader import FileSource, GroupLoader, JointCrop, TensorLoader, images_to_float
 
@@ -114,7 +115,6 @@ DATASETS = {
                                    "each; test = last 20%", 3, 28, 10),
 }
 CAPTIONED = ("mnist-captions", "digits-captions")  # data/captions.py; also captions:PATH
-SPLITS = ("train", "test", "val", "train-val")
 # Sets whose files hold a test split of their own (digits gets a deterministic one: its last 20%).
 _HAS_TEST = {"mnist", "fashion-mnist", "cifar10", "facades", "facades-unpaired", "mnist-edges",
              "mnist-edges-unpaired", "digits-edges", "digits-edges-unpaired", "mnist-color", "mnist-color-unpaired",
@@ -133,39 +133,6 @@ def data_root(root=None) -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "ganforge" / "data"
-
-
-_PART = re.compile(r"^(?P<base>.+)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
-
-
-def split_name(name: str) -> tuple[str, slice | None]:
-    """``"mnist[:8000]"`` -> ``("mnist", slice(None, 8000))``.
-
-    A fixed, contiguous part of a data set in the data name itself, so that every command taking
-    ``--data`` can train on one part and measure on another (``mnist[:8000]`` / ``mnist[8000:]``)
-    with nothing else to keep in step.
-    """
-    m = _PART.match(name)
-    if not m:
-        return name, None
-    num = (lambda t: int(t) if t else None)
-    return m["base"], slice(num(m["start"]), num(m["stop"]))
-
-
-_SPLIT = re.compile(r"^(?P<base>.+):(?P<split>" + "|".join(SPLITS) + r")$")
-
-
-def parse_name(name: str) -> tuple[str, str | None, slice | None]:
-    """``"mnist:test[:8000]"`` -> ``("mnist", "test", slice(None, 8000))``; no split -> None."""
-    rest, part = split_name(name)
-    m = _SPLIT.match(rest)
-    return (m["base"], m["split"], part) if m else (rest, None, part)
-
-
-def _with(base: str, split: str | None, part: slice | None = None) -> str:
-    name = f"{base}:{split}" if split else base
-    return name if part is None else f"{name}[{'' if part.start is None else part.start}:" \
-                                     f"{'' if part.stop is None else part.stop}]"
 
 
 def has_test(name: str) -> bool:

@@ -344,7 +344,7 @@ def domain_view(name: str) -> tuple[str, Callable | None]:
     uncolor)`` (the MNIST classifier on the uncoloured image), ``"mnist-negative"`` -> ``("mnist",
     negative)``, ``"mnist-edges"`` -> ``("mnist-edges", None)`` (a classifier of its own); any
     other name -> ``(name, None)``."""
-    from . import parse_name
+    from .names import parse_name
 
     base = parse_name(name)[0] if name else name
     got = derived_of(base) if base else None
