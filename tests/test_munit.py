@@ -10,7 +10,7 @@ import ganforge
 from ganforge.cli import main
 from ganforge.errors import ConfigError
 from ganforge.metrics.diversity import colour_diversity, l1_diversity
-from ganforge.nn.style import AdaIN, AdaINDecoder
+from ganforge.nn.style import AdaINDecoder, AssignedAdaIN
 
 TINY = {"g_width": 4, "d_width": 4, "n_res": 1, "mlp_dim": 16}
 
@@ -44,7 +44,7 @@ def test_style_reaches_the_decoder_only_through_the_mlps_adain_parameters():
 def test_adain_sets_each_channels_mean_and_deviation():
     x = torch.randn(3, 4, 7, 7) * 5 + 2
     gamma, beta = torch.rand(3, 4) + 0.5, torch.randn(3, 4)
-    layer = AdaIN(4)
+    layer = AssignedAdaIN(4)
     layer.set_params(gamma, beta)
     y = layer(x)
     assert torch.allclose(y.mean((2, 3)), beta, atol=1e-4)

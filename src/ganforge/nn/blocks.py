@@ -107,3 +107,12 @@ def init_weights(module: nn.Module, kind: str = "normal", gain: float = 0.02) ->
     for m in module.modules():
         init_module_(m, kind, gain)
     return module
+
+
+def adain(x, gamma, beta, eps: float = 1e-5):
+    """Adaptive instance normalisation (Huang & Belongie 2017): each channel of each image
+    normalised by its own spatial mean and deviation, then scaled by ``gamma`` and shifted by
+    ``beta`` (N, C), which come from the style rather than from learnt constants."""
+    mu = x.mean((2, 3), keepdim=True)
+    sd = (x.var((2, 3), keepdim=True, unbiased=False) + eps).sqrt()
+    return (x - mu) / sd * gamma[:, :, None, None] + beta[:, :, None, None]

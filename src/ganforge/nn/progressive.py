@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from .blocks import adain
 
 LRELU = 0.2  # the slope of every leaky ReLU in both papers
 SQRT2 = math.sqrt(2.0)
@@ -119,8 +120,8 @@ class AdaIN(nn.Module):
         self.channels = channels
 
     def forward(self, x, w):
-        scale, shift = self.style(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
-        return F.instance_norm(x, eps=1e-8) * scale + shift
+        scale, shift = self.style(w).chunk(2, dim=1)
+        return adain(x, scale, shift, eps=1e-8)
 
 
 class NoiseInjection(nn.Module):

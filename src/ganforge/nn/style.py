@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .blocks import init_weights
+from .blocks import adain, init_weights
 from .translation import PatchDiscriminator, ResidualBlock, norm_layer
 
 
@@ -73,16 +73,7 @@ class StyleEncoder(nn.Module):
         return s.chunk(2, 1) if self.vae else s
 
 
-def adain(x, gamma, beta, eps: float = 1e-5):
-    """Adaptive instance normalisation (Huang & Belongie 2017): each channel of each image
-    normalised by its own spatial mean and deviation, then scaled by ``gamma`` and shifted by
-    ``beta`` (N, C), which come from the style rather than from learnt constants."""
-    mu = x.mean((2, 3), keepdim=True)
-    sd = (x.var((2, 3), keepdim=True, unbiased=False) + eps).sqrt()
-    return (x - mu) / sd * gamma[:, :, None, None] + beta[:, :, None, None]
-
-
-class AdaIN(nn.Module):
+class AssignedAdaIN(nn.Module):
     """An instance norm whose scale and shift are set per image before each forward pass
     (``set_params``), by the decoder's MLP: a layer with no parameters of its own."""
 
@@ -107,7 +98,7 @@ class AdaINResBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1, padding_mode="reflect")
         self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, padding_mode="reflect")
-        self.norm1, self.norm2 = AdaIN(channels), AdaIN(channels)
+        self.norm1, self.norm2 = AssignedAdaIN(channels), AssignedAdaIN(channels)
 
     def forward(self, x):
         return x + self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x)))))
@@ -148,7 +139,7 @@ class AdaINDecoder(nn.Module):
         self.blocks = nn.ModuleList([AdaINResBlock(content_ch) for _ in range(n_res)])
         self.up = nn.Sequential(*_upsampling(content_ch, n_up),
                                 nn.Conv2d(content_ch >> n_up, out_ch, 7, 1, 3, padding_mode="reflect"), nn.Tanh())
-        self.adain_layers = [m for m in self.modules() if isinstance(m, AdaIN)]
+        self.adain_layers = [m for m in self.modules() if isinstance(m, AssignedAdaIN)]
         n_params = 2 * sum(m.channels for m in self.adain_layers)
         layers, d = [], style_dim
         for _ in range(mlp_layers - 1):
