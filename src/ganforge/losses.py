@@ -45,6 +45,21 @@ def _bce(logits, target: float):
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+def bce_to(logits, target: float):
+    """Cross-entropy of D's logits against one target label (1 real, 0 fake)."""
+    return _bce(logits, target)
+
+
+def ls_to(d, target: float):
+    """Least-squares GAN term (Mao et al.): mean (D(x) - target)^2, the translators' adversarial loss."""
+    return (d - target).pow(2).mean()
+
+
+def l1(x, y):
+    """Mean absolute difference: the reconstruction and cycle terms."""
+    return (x - y).abs().mean()
+
+
 def d_loss(kind: str, real, fake, real_label: float = 1.0, a: float = 0.0, b: float = 1.0):
     """D's loss. ``real_label`` < 1 is one-sided label smoothing (Salimans et al. 2016)."""
     if kind in CLASSIFIER_LOSSES:

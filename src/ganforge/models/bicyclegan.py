@@ -31,15 +31,13 @@ import torch
 from ..errors import ConfigError
 from ..nn import PatchDiscriminator, UNetGenerator
 from ..nn.style import StyleEncoder, ZInput, kl_normal
+from ..losses import ls_to
 from ..registry import register
 from .base import GANModel, Phase
 from .multimodal import Multimodal, frozen
 
 VARIANTS = ("bicycle", "cvae", "clr", "noise")
 
-
-def _mse(d, target: float):
-    return (d - target).pow(2).mean()
 
 
 @register
@@ -130,12 +128,12 @@ class BicycleGAN(Multimodal, GANModel):
         if self.cvae:  # B -> z -> B
             z_enc, mu, logvar = self.encode(b)
             fake_enc = self.G(a, z_enc)
-            t.update(fake_enc=fake_enc, G_gan=_mse(self.D(fake_enc), 1.0), L1=(fake_enc - b).abs().mean(),
+            t.update(fake_enc=fake_enc, G_gan=ls_to(self.D(fake_enc), 1.0), L1=(fake_enc - b).abs().mean(),
                      KL=kl_normal(mu, logvar))
         if self.clr:  # z -> B -> z
             z = self.draw_style(len(a))
             fake_rand = self.G(a, z)
-            t.update(fake_rand=fake_rand, G2_gan=_mse(self.D2(fake_rand), 1.0))
+            t.update(fake_rand=fake_rand, G2_gan=ls_to(self.D2(fake_rand), 1.0))
             if self.cfg["variant"] == "noise":
                 # pix2pix with noise: the L1 to the target on the random-z output, nothing ties z to it
                 t["L1"] = (fake_rand - b).abs().mean()
@@ -159,9 +157,9 @@ class BicycleGAN(Multimodal, GANModel):
             if self.clr:
                 fake_rand = self.G(a, self.draw_style(len(a)))
         if self.cvae:
-            d = _mse(self.D(b), 1.0) + _mse(self.D(fake_enc), 0.0)
+            d = ls_to(self.D(b), 1.0) + ls_to(self.D(fake_enc), 0.0)
             loss, out["D"] = loss + d, d.detach()
         if self.clr:
-            d2 = _mse(self.D2(b), 1.0) + _mse(self.D2(fake_rand), 0.0)
+            d2 = ls_to(self.D2(b), 1.0) + ls_to(self.D2(fake_rand), 0.0)
             loss, out["D2"] = loss + d2, d2.detach()
         return {"loss": loss, **out}

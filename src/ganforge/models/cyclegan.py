@@ -33,33 +33,23 @@ import torch
 
 from ..errors import ConfigError
 from ..nn import ImagePool, PatchDiscriminator, ResnetGenerator, UNetGenerator
+from ..losses import l1, ls_to
 from ..registry import register
 from .base import GANModel, Phase
-from .translation import Translator
+from .translation import TwoWay
 
 
-def _mse(d, target: float):
-    return (d - target).pow(2).mean()
-
-
-def _l1(x, y):
-    return (x - y).abs().mean()
 
 
 @register
-class CycleGAN(Translator, GANModel):
+class CycleGAN(TwoWay, GANModel):
     name = "cyclegan"
     family = "translation"
     paper = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks"
     year = 2017
-    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
-    data_desc = "two image domains A, B (unpaired)"
     defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "n_blocks": None, "norm": "instance", "g_arch": "resnet",
                 "lambda_cyc": 10.0, "lambda_A": None, "lambda_B": None, "lambda_id": 0.5, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
                 "direction": "auto", "jitter": None}
-    ema_nets = ("G_AB", "G_BA")
-    generator = "G_AB"
-    directions = {"AtoB": "G_AB", "BtoA": "G_BA"}
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -106,10 +96,10 @@ class CycleGAN(Translator, GANModel):
         a, b = batch["A"], batch["B"]
         fake_b, fake_a = self.G_AB(a), self.G_BA(b)
         t = {"fake_A": fake_a, "fake_B": fake_b,
-             "G_AB_gan": _mse(self.D_B(fake_b), 1.0), "G_BA_gan": _mse(self.D_A(fake_a), 1.0),
-             "cycle_A": _l1(self.G_BA(fake_b), a), "cycle_B": _l1(self.G_AB(fake_a), b)}
+             "G_AB_gan": ls_to(self.D_B(fake_b), 1.0), "G_BA_gan": ls_to(self.D_A(fake_a), 1.0),
+             "cycle_A": l1(self.G_BA(fake_b), a), "cycle_B": l1(self.G_AB(fake_a), b)}
         if self.cfg["lambda_id"]:
-            t["idt_A"], t["idt_B"] = _l1(self.G_BA(a), a), _l1(self.G_AB(b), b)
+            t["idt_A"], t["idt_B"] = l1(self.G_BA(a), a), l1(self.G_AB(b), b)
         return t
 
     def g_step(self, batch):
@@ -129,13 +119,7 @@ class CycleGAN(Translator, GANModel):
             with torch.no_grad():
                 fakes = self.G_BA(b), self.G_AB(a)
         fake_a, fake_b = self.pool_A.query(fakes[0]), self.pool_B.query(fakes[1])
-        d_a = 0.5 * (_mse(self.D_A(a), 1.0) + _mse(self.D_A(fake_a), 0.0))
-        d_b = 0.5 * (_mse(self.D_B(b), 1.0) + _mse(self.D_B(fake_b), 0.0))
+        d_a = 0.5 * (ls_to(self.D_A(a), 1.0) + ls_to(self.D_A(fake_a), 0.0))
+        d_b = 0.5 * (ls_to(self.D_B(b), 1.0) + ls_to(self.D_B(fake_b), 0.0))
         return {"loss": d_a + d_b, "D_A": d_a.detach(), "D_B": d_b.detach()}
 
-    def grid_rows(self, a, b, paired):
-        # Each way: input | output | target (paired data) or the cycle's reconstruction (unpaired).
-        fb, fa = self.translate(a, "AtoB"), self.translate(b, "BtoA")
-        if paired:
-            return [[a, fb, b], [b, fa, a]]
-        return [[a, fb, self.translate(fb, "BtoA")], [b, fa, self.translate(fa, "AtoB")]]

@@ -26,23 +26,18 @@ from ..errors import ConfigError
 from ..nn import DCGANDiscriminator, UNetGenerator
 from ..registry import register
 from .base import GANModel, Phase
-from .translation import Translator
+from .translation import TwoWay
 
 
 @register
-class DiscoGAN(Translator, GANModel):
+class DiscoGAN(TwoWay, GANModel):
     name = "discogan"
     family = "translation"
     paper = "Kim et al., Learning to Discover Cross-Domain Relations with Generative Adversarial Networks"
     year = 2017
-    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
-    data_desc = "two image domains A, B (unpaired)"
     defaults = {"g_width": 32, "d_width": 32, "n_down": None, "norm": "batch", "lambda_recon": 1.0,
                 "loss": "nonsaturating", "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999],
                 "direction": "auto", "jitter": None}
-    ema_nets = ("G_AB", "G_BA")
-    generator = "G_AB"
-    directions = {"AtoB": "G_AB", "BtoA": "G_BA"}
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -85,8 +80,3 @@ class DiscoGAN(Translator, GANModel):
         loss = t["GAN_A"] + t["GAN_B"] + self.cfg["lambda_recon"] * (t["CONST_A"] + t["CONST_B"])
         return {"loss": loss, **{k: v.detach() for k, v in t.items()}}
 
-    def grid_rows(self, a, b, paired):
-        fb, fa = self.translate(a, "AtoB"), self.translate(b, "BtoA")
-        if paired:
-            return [[a, fb, b], [b, fa, a]]
-        return [[a, fb, self.translate(fb, "BtoA")], [b, fa, self.translate(fa, "AtoB")]]

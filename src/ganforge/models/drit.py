@@ -32,29 +32,23 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..losses import bce_to, l1
 from ..nn import PatchDiscriminator
 from ..nn.style import ConcatDecoder, ContentDiscriminator, SharedContentEncoder, StyleEncoder, kl_normal
 from ..registry import register
 from .base import GANModel, Phase
 from .multimodal import Multimodal, frozen
+from .translation import TwoWay
 
 
-def _bce(logits, target: float):
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
-def _l1(x, y):
-    return (x - y).abs().mean()
 
 
 @register
-class DRIT(Multimodal, GANModel):
+class DRIT(Multimodal, TwoWay, GANModel):
     name = "drit"
     family = "translation"
     paper = "Lee et al., Diverse Image-to-Image Translation via Disentangled Representations"
     year = 2018
-    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
-    data_desc = "two image domains A, B (unpaired)"
     defaults = {"style_dim": 8, "g_width": None, "d_width": None, "n_down": 2, "n_res": None, "d_layers": None,
                 "lambda_content": 1.0, "lambda_cc": 10.0, "lambda_rec": 10.0, "lambda_lr": 10.0, "lambda_kl": 0.01,
                 "loss": "nonsaturating", "lr": 1e-4, "batch_size": 1, "direction": "auto", "jitter": None}
@@ -137,13 +131,13 @@ class DRIT(Multimodal, GANModel):
         z_ra, z_rb = self.draw_style(n), self.draw_style(n)
         r_a, r_b = self.G_A(c_b, z_ra), self.G_B(c_a, z_rb)
         t = {"u": u, "v": v, "rand_A": r_a, "rand_B": r_b,
-             "content_adv": _bce(self.D_c(c_a), 0.5) + _bce(self.D_c(c_b), 0.5),
+             "content_adv": bce_to(self.D_c(c_a), 0.5) + bce_to(self.D_c(c_b), 0.5),
              "G_gan": (self.g_adversarial(self.D_A(u)) + self.g_adversarial(self.D_B(v))
                        + self.g_adversarial(self.D_A(r_a)) + self.g_adversarial(self.D_B(r_b))),
-             "cross_cycle": _l1(a_cc, a) + _l1(b_cc, b),
-             "recon": _l1(self.G_A(c_a, z_a), a) + _l1(self.G_B(c_b, z_b), b),
+             "cross_cycle": l1(a_cc, a) + l1(b_cc, b),
+             "recon": l1(self.G_A(c_a, z_a), a) + l1(self.G_B(c_b, z_b), b),
              "KL": kl_normal(mu_a, lv_a) + kl_normal(mu_b, lv_b),
-             "latent": _l1(frozen(self.E_a_A, r_a)[0], z_ra) + _l1(frozen(self.E_a_B, r_b)[0], z_rb)}
+             "latent": l1(frozen(self.E_a_A, r_a)[0], z_ra) + l1(frozen(self.E_a_B, r_b)[0], z_rb)}
         return t
 
     def g_step(self, batch):
@@ -164,5 +158,5 @@ class DRIT(Multimodal, GANModel):
         d_a = self.d_adversarial(self.D_A(a), self.D_A(u)) + self.d_adversarial(self.D_A(a), self.D_A(r_a))
         d_b = self.d_adversarial(self.D_B(b), self.D_B(v)) + self.d_adversarial(self.D_B(b), self.D_B(r_b))
         # the content discriminator: which domain did this content come from (A: 1, B: 0)
-        d_c = _bce(self.D_c(c_a), 1.0) + _bce(self.D_c(c_b), 0.0)
+        d_c = bce_to(self.D_c(c_a), 1.0) + bce_to(self.D_c(c_b), 0.0)
         return {"loss": d_a + d_b + d_c, "D_A": d_a.detach(), "D_B": d_b.detach(), "D_c": d_c.detach()}

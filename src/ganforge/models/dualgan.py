@@ -27,23 +27,18 @@ from ..errors import ConfigError
 from ..nn import PatchDiscriminator, UNetGenerator
 from ..registry import register
 from .base import GANModel, Phase
-from .translation import Translator
+from .translation import TwoWay
 
 
 @register
-class DualGAN(Translator, GANModel):
+class DualGAN(TwoWay, GANModel):
     name = "dualgan"
     family = "translation"
     paper = "Yi et al., DualGAN: Unsupervised Dual Learning for Image-to-Image Translation"
     year = 2017
-    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
-    data_desc = "two image domains A, B (unpaired)"
     defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "norm": "batch", "dropout": 0.5,
                 "lambda_A": 500.0, "lambda_B": 500.0, "clip": 0.01, "n_critic": 2, "lr": 5e-5,
                 "batch_size": 1, "loss": "wasserstein", "direction": "auto", "jitter": None}
-    ema_nets = ("G_AB", "G_BA")
-    generator = "G_AB"
-    directions = {"AtoB": "G_AB", "BtoA": "G_BA"}
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -102,8 +97,3 @@ class DualGAN(Translator, GANModel):
         loss = t["G_AB_gan"] + t["G_BA_gan"] + c["lambda_A"] * t["recon_A"] + c["lambda_B"] * t["recon_B"]
         return {"loss": loss, **{k: v.detach() for k, v in t.items()}}
 
-    def grid_rows(self, a, b, paired):
-        fb, fa = self.translate(a, "AtoB"), self.translate(b, "BtoA")
-        if paired:
-            return [[a, fb, b], [b, fa, a]]
-        return [[a, fb, self.translate(fb, "BtoA")], [b, fa, self.translate(fa, "AtoB")]]

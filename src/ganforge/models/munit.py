@@ -34,6 +34,7 @@ from ..nn.style import AdaINDecoder, ContentEncoder, MultiScaleDiscriminator, St
 from ..registry import register
 from .base import GANModel, Phase
 from .multimodal import Multimodal
+from .translation import TwoWay
 
 
 def ls_real(outs):
@@ -50,13 +51,11 @@ def l1(x, y):
 
 
 @register
-class MUNIT(Multimodal, GANModel):
+class MUNIT(Multimodal, TwoWay, GANModel):
     name = "munit"
     family = "translation"
     paper = "Huang et al., Multimodal Unsupervised Image-to-Image Translation"
     year = 2018
-    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
-    data_desc = "two image domains A, B (unpaired)"
     defaults = {"style_dim": 8, "g_width": None, "d_width": None, "n_down": 2, "n_res": None, "mlp_dim": None,
                 "d_layers": None, "d_scales": None, "lambda_x": 10.0, "lambda_c": 1.0, "lambda_s": 1.0,
                 "lambda_cyc": 0.0, "lr": 1e-4, "batch_size": 1, "direction": "auto", "jitter": None}

@@ -151,3 +151,21 @@ class Translator:
         blocks = [torch.stack([fit(t) for t in cols] + [torch.ones_like(fit(cols[0]))] * (width - len(cols)), 1)
                   for cols in rows]
         return torch.cat([blk.flatten(0, 1) for blk in blocks]), width
+
+
+class TwoWay(Translator):
+    """Mixin for the two-way translators of two domains that need no pairs (CycleGAN and its
+    kin): G_AB and G_BA, each the other's way back."""
+
+    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
+    data_desc = "two image domains A, B (unpaired)"
+    ema_nets = ("G_AB", "G_BA")
+    generator = "G_AB"
+    directions = {"AtoB": "G_AB", "BtoA": "G_BA"}
+
+    def grid_rows(self, a, b, paired):
+        # Each way: input | output | target (paired data) or the way back's reconstruction (unpaired).
+        fb, fa = self.translate(a, "AtoB"), self.translate(b, "BtoA")
+        if paired:
+            return [[a, fb, b], [b, fa, a]]
+        return [[a, fb, self.translate(fb, "BtoA")], [b, fa, self.translate(fa, "AtoB")]]

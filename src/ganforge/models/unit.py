@@ -31,9 +31,10 @@ from torch import nn
 from .. import losses
 from ..errors import ConfigError
 from ..nn import PatchDiscriminator, ResidualBlock, init_weights, norm_layer
+from ..losses import ls_to
 from ..registry import register
 from .base import GANModel, Phase
-from .translation import Translator
+from .translation import TwoWay
 
 
 def _conv(cin, cout, k, s, p, norm, transposed=False):
@@ -104,18 +105,13 @@ def unique_params(*nets: nn.Module) -> list:
     return list({id(p): p for net in nets for p in net.parameters()}.values())
 
 
-def _lsgan(d, target: float):
-    return (d - target).pow(2).mean()
-
 
 @register
-class UNIT(Translator, GANModel):
+class UNIT(TwoWay, GANModel):
     name = "unit"
     family = "translation"
     paper = "Liu et al., Unsupervised Image-to-Image Translation Networks"
     year = 2017
-    data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
-    data_desc = "two image domains A, B (unpaired)"
     defaults = {"g_width": 32, "d_width": 32, "d_layers": None, "n_res": 1, "norm": "instance", "share": True,
                 "lambda_recon": 10.0, "lambda_cyc": 10.0, "lambda_kl": 0.02, "batch_size": 8, "lr": 1e-4,
                 "betas": [0.5, 0.999], "weight_decay": 1e-4, "direction": "auto", "jitter": None}
@@ -190,7 +186,7 @@ class UNIT(Translator, GANModel):
             "cycle_A": (self.G_A(self.noisy(mu_ab)) - a).abs().mean(),
             "cycle_B": (self.G_B(self.noisy(mu_ba)) - b).abs().mean(),
             "KL_cyc_A": self.kl(mu_ab), "KL_cyc_B": self.kl(mu_ba),
-            "G_B_gan": _lsgan(self.D_B(fake_b), 1.0), "G_A_gan": _lsgan(self.D_A(fake_a), 1.0)}
+            "G_B_gan": ls_to(self.D_B(fake_b), 1.0), "G_A_gan": ls_to(self.D_A(fake_a), 1.0)}
 
     def g_loss(self, t: dict):
         c = self.cfg
@@ -207,12 +203,7 @@ class UNIT(Translator, GANModel):
         a, b = batch["A"], batch["B"]
         with torch.no_grad():
             fake_b, fake_a = self.G_B(self.noisy(self.E_A(a))), self.G_A(self.noisy(self.E_B(b)))
-        d_a = 0.5 * (_lsgan(self.D_A(a), 1.0) + _lsgan(self.D_A(fake_a), 0.0))
-        d_b = 0.5 * (_lsgan(self.D_B(b), 1.0) + _lsgan(self.D_B(fake_b), 0.0))
+        d_a = 0.5 * (ls_to(self.D_A(a), 1.0) + ls_to(self.D_A(fake_a), 0.0))
+        d_b = 0.5 * (ls_to(self.D_B(b), 1.0) + ls_to(self.D_B(fake_b), 0.0))
         return {"loss": d_a + d_b, "D_A": d_a.detach(), "D_B": d_b.detach()}
 
-    def grid_rows(self, a, b, paired):
-        fb, fa = self.translate(a, "AtoB"), self.translate(b, "BtoA")
-        if paired:
-            return [[a, fb, b], [b, fa, a]]
-        return [[a, fb, self.translate(fb, "BtoA")], [b, fa, self.translate(fa, "AtoB")]]
