@@ -52,6 +52,8 @@ def cmd_datasets(args) -> int:
     rows.append(("folder:PATH", "image", "any folder of images; labels from sub-folders", "yours"))
     rows.append(("aligned:PATH", "image", "pix2pix layout: PATH/train, test (val) with A|B side by side", "yours"))
     rows.append(("unaligned:PATH", "image", "CycleGAN layout: PATH/trainA, trainB, testA, testB (unpaired)", "yours"))
+    rows.append(("captions:PATH", "image", "CUB-200 / Oxford-102 caption layout: text_c10/CLASS/NAME.txt, images/ (or jpg/), "
+                 "trainvalclasses.txt / testclasses.txt", "yours"))
     print(_table(rows, ("name", "kind", "what", "here")))
     print("\nsplits: NAME:train, NAME:test, NAME:val (last tenth of train), NAME:train-val; parts: NAME[a:b], "
           "e.g. mnist:test[:8000]")

@@ -208,7 +208,7 @@ def _check_name(name: str) -> None:
             return
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}{closest(name, DATASETS)}; `ganforge datasets` lists them, "
-                        "or use folder:PATH, aligned:PATH or unaligned:PATH")
+                        "or use folder:PATH, aligned:PATH, unaligned:PATH or captions:PATH")
     if split is not None and DATASETS[name].kind == "points":
         raise DataError(f"{name} is sampled, it has no {split} split")
 
