@@ -137,9 +137,16 @@ def test_wgan_gp_with_drift_term():
     assert out["loss"].item() == pytest.approx((wass + out["GP"] + out["drift"]).item(), rel=1e-5, abs=1e-6)
 
 
-def test_image_size_must_be_a_power_of_two():
+def test_image_size_must_be_a_power_of_two(tmp_path):
     with pytest.raises(ConfigError, match="power of two"):
-        ganforge.create("progan", data="digits", **TINY)  # digits are 28x28
+        ganforge.create("progan", data="digits", **{**TINY, "image_size": 28})
+    # unset, the data's 28x28 is resized to the next power of two, and the run records it
+    assert ganforge.create("progan", data="digits", **TINY).spec.image_size == 32
+    from ganforge.training.engine import Trainer
+
+    cfg = ganforge.config.resolve(ganforge.models.progan.ProGAN.defaults, {"model": "progan", "data": "digits"}, TINY)
+    t = Trainer(cfg, tmp_path / "run", progress=False)
+    assert t.spec.image_size == 32 and t.raw.x.shape[-1] == 32 and cfg["image_size"] == 32
     with pytest.raises(ConfigError, match="batch_sizes"):
         tiny(batch_sizes={5: 16})
 

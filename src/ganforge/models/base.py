@@ -121,6 +121,12 @@ class GANModel(nn.Module):
         self._spectral_norm()
         self._setup_objective()
 
+    @staticmethod
+    def fit_image_size(native: int) -> int:
+        """The image size to train at when ``image_size`` is unset and the data's own is ``native``
+        (a growing model needs a power of two); by default the data's own."""
+        return native
+
     # -- what a model declares -------------------------------------------------------------
     def build(self) -> None:
         raise NotImplementedError

@@ -90,6 +90,11 @@ class ProGAN(GANModel):
                 "progressive": True, "fade_images": 800_000, "stage_images": 800_000,
                 "batch_sizes": {4: 16, 8: 16, 16: 16, 32: 16, 64: 16, 128: 16, 256: 14, 512: 6, 1024: 3},
                 "lr_by_res": {}}
+
+    @staticmethod
+    def fit_image_size(native: int) -> int:
+        # The networks grow from 4x4 by doubling: unset, 28x28 digits are resized to 32x32.
+        return 1 << max(2, (native - 1).bit_length())
     step_options = ("r1_gamma",)  # d_step below adds R1 when r1_gamma > 0 (StyleGAN's default)
 
     def build(self):

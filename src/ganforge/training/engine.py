@@ -93,11 +93,23 @@ def _ema_copy(net, old=None):
     return ema
 
 
+def _fitted_size(cls, cfg: dict, native) -> int | None:
+    """The image size a model asks for when none is set and the data's own does not suit it
+    (``GANModel.fit_image_size``), else None."""
+    if cfg["image_size"] is not None or not native:
+        return None
+    want = cls.fit_image_size(native)
+    return want if want != native else None
+
+
 def create(name: str, data: str = "digits", **config):
     """A model ready to train or sample: ``ganforge.create("dcgan", z_dim=64).G``."""
     cls = get_model_class(name)
     cfg = C.resolve(cls.defaults, {"model": cls.name, "data": data}, config, by_kind=cls.defaults_by_kind)
     spec = spec_of(cfg["data"], cfg["image_size"])
+    if spec.kind == "image" and (fit := _fitted_size(cls, cfg, spec.image_size)) is not None:
+        cfg["image_size"] = fit
+        spec = spec_of(cfg["data"], fit)
     _check_fit(cls, spec, None)
     return build_model(cfg, spec)
 
@@ -177,6 +189,11 @@ class Trainer:
         raw = raw if raw is not None else load_data(cfg["data"], cfg["image_size"], root=cfg["data_root"],
                                                      download=cfg["download"], skip_bad=cfg["skip_bad_images"],
                                                      **cls.data_options(cfg))
+        fit = _fitted_size(cls, cfg, raw.x.shape[-1] if raw.kind == "image" else None)
+        if fit is not None:  # the model takes another size than the data's own (progan: a power of two)
+            cfg["image_size"] = fit  # recorded in the run's config, so resume and eval load the same size
+            raw = load_data(cfg["data"], fit, root=cfg["data_root"], download=cfg["download"],
+                            skip_bad=cfg["skip_bad_images"], **cls.data_options(cfg))
         self.raw = raw
         self.spec = spec_of(cfg["data"], cfg["image_size"], raw=raw)
         _check_fit(cls, self.spec, raw)
