@@ -31,7 +31,7 @@ import torch
 from ..errors import ConfigError
 from ..nn import PatchDiscriminator, UNetGenerator
 from ..nn.style import StyleEncoder, ZInput, kl_normal
-from ..losses import ls_to
+from ..losses import l1, ls_to
 from ..registry import register
 from .base import GANModel, Phase
 from .multimodal import Multimodal, frozen
@@ -128,7 +128,7 @@ class BicycleGAN(Multimodal, GANModel):
         if self.cvae:  # B -> z -> B
             z_enc, mu, logvar = self.encode(b)
             fake_enc = self.G(a, z_enc)
-            t.update(fake_enc=fake_enc, G_gan=ls_to(self.D(fake_enc), 1.0), L1=(fake_enc - b).abs().mean(),
+            t.update(fake_enc=fake_enc, G_gan=ls_to(self.D(fake_enc), 1.0), L1=l1(fake_enc, b),
                      KL=kl_normal(mu, logvar))
         if self.clr:  # z -> B -> z
             z = self.draw_style(len(a))
@@ -136,9 +136,9 @@ class BicycleGAN(Multimodal, GANModel):
             t.update(fake_rand=fake_rand, G2_gan=ls_to(self.D2(fake_rand), 1.0))
             if self.cfg["variant"] == "noise":
                 # pix2pix with noise: the L1 to the target on the random-z output, nothing ties z to it
-                t["L1"] = (fake_rand - b).abs().mean()
+                t["L1"] = l1(fake_rand, b)
             else:
-                t["z_L1"] = (frozen(self.E, fake_rand)[0] - z).abs().mean()
+                t["z_L1"] = l1(frozen(self.E, fake_rand)[0], z)
         return t
 
     def g_step(self, batch):

@@ -25,6 +25,7 @@ import torch
 from .. import losses
 from ..errors import ConfigError
 from ..nn import PatchDiscriminator, UNetGenerator
+from ..losses import l1
 from ..registry import register
 from .base import GANModel, Phase
 from .translation import TwoWay
@@ -90,7 +91,7 @@ class DualGAN(TwoWay, GANModel):
         fake_b, fake_a = self.G_AB(a), self.G_BA(b)
         return {"G_AB_gan": losses.g_loss("wasserstein", self.D_B(fake_b)),
                 "G_BA_gan": losses.g_loss("wasserstein", self.D_A(fake_a)),
-                "recon_A": (self.G_BA(fake_b) - a).abs().mean(), "recon_B": (self.G_AB(fake_a) - b).abs().mean()}
+                "recon_A": l1(self.G_BA(fake_b), a), "recon_B": l1(self.G_AB(fake_a), b)}
 
     def g_step(self, batch):
         c, t = self.cfg, self.g_terms(batch)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 
 from ..errors import ConfigError
+from ..losses import l1, ls_to
 from ..nn import init_weights
 from ..nn.style import AdaINDecoder, ContentEncoder, MultiScaleDiscriminator, StyleEncoder
 from ..registry import register
@@ -39,15 +40,11 @@ from .translation import TwoWay
 
 def ls_real(outs):
     """Least-squares loss of a multi-scale D's maps against the real target 1, summed over scales."""
-    return sum((o - 1).pow(2).mean() for o in outs)
+    return sum(ls_to(o, 1.0) for o in outs)
 
 
 def ls_fake(outs):
-    return sum(o.pow(2).mean() for o in outs)
-
-
-def l1(x, y):
-    return (x - y).abs().mean()
+    return sum(ls_to(o, 0.0) for o in outs)
 
 
 @register

@@ -31,7 +31,7 @@ from torch import nn
 from .. import losses
 from ..errors import ConfigError
 from ..nn import PatchDiscriminator, ResidualBlock, init_weights, norm_layer
-from ..losses import ls_to
+from ..losses import l1, ls_to
 from ..registry import register
 from .base import GANModel, Phase
 from .translation import TwoWay
@@ -181,10 +181,10 @@ class UNIT(TwoWay, GANModel):
         mu_ab, mu_ba = self.E_B(fake_b), self.E_A(fake_a)  # encoded again, for the cycle
         return {
             "fake_A": fake_a, "fake_B": fake_b,
-            "recon_A": (self.G_A(z_a) - a).abs().mean(), "recon_B": (self.G_B(z_b) - b).abs().mean(),
+            "recon_A": l1(self.G_A(z_a), a), "recon_B": l1(self.G_B(z_b), b),
             "KL_A": self.kl(mu_a), "KL_B": self.kl(mu_b),
-            "cycle_A": (self.G_A(self.noisy(mu_ab)) - a).abs().mean(),
-            "cycle_B": (self.G_B(self.noisy(mu_ba)) - b).abs().mean(),
+            "cycle_A": l1(self.G_A(self.noisy(mu_ab)), a),
+            "cycle_B": l1(self.G_B(self.noisy(mu_ba)), b),
             "KL_cyc_A": self.kl(mu_ab), "KL_cyc_B": self.kl(mu_ba),
             "G_B_gan": ls_to(self.D_B(fake_b), 1.0), "G_A_gan": ls_to(self.D_A(fake_a), 1.0)}
 
