@@ -5,6 +5,7 @@
     python benchmarks/throughput.py --part compare  # (b) engine vs a PyTorch-GAN-style plain loop, 28x28
     python benchmarks/throughput.py --part translation  # (c) pix2pix and CycleGAN: engine vs the authors' loop
     python benchmarks/throughput.py --part engine --models srresnet srgan context-encoder --sizes 28  # restoration
+    python benchmarks/throughput.py --part engine --data digits-color-unpaired --models munit drit ...  # any data
                                                     # (their measured settings: benchmarks/restoration.py --part throughput)
 
 One iteration is one D update and one G update on a batch of ``--batch-size`` real images; img/s is
@@ -182,11 +183,12 @@ def engine_variants(args) -> dict:
 def part_engine(args) -> None:
     rows = []
     for size in args.sizes:
-        raw, what = load_images(size)
+        # --data: the engine loads that set itself (domains, captions), as `ganforge train --data` does.
+        raw, what = (None, args.data) if args.data else load_images(size)
         for model in [*args.models, *args.engine_models]:
             for name, sets in engine_variants(args).items():
                 with tempfile.TemporaryDirectory() as tmp:
-                    t = make_trainer(model, raw, size, args.batch_size, Path(tmp), **sets)
+                    t = make_trainer(model, raw, size, args.batch_size, Path(tmp), data=args.data, **sets)
                     runs = [time_engine(t, args.iters, args.warmup if r == 0 else 0) for r in range(args.repeats)]
                 rows.append((model, name, f"{size}x{size}", args.batch_size, f"{statistics.median(runs):,.0f}",
                              f"{min(runs):,.0f}-{max(runs):,.0f}", what))
@@ -385,9 +387,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["engine", "compare", "translation", "all"], default="all")
     p.add_argument("--models", nargs="+", default=["gan", "dcgan"])
-    p.add_argument("--engine-models", nargs="+", default=["biggan"],
+    p.add_argument("--engine-models", nargs="*", default=["biggan"],
                    help="(a) only: models timed by the engine alone (no plain loop to compare with)")
     p.add_argument("--sizes", nargs="+", type=int, default=[28, 32])
+    p.add_argument("--data", help="(a) only: train on this data set (e.g. digits-edges-unpaired) instead of MNIST")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--iters", type=int, default=40, help="timed iterations per run")
     p.add_argument("--warmup", type=int, default=10)

@@ -305,3 +305,22 @@ def test_untrained_baseline_reads_an_older_runs_settings(tmp_path):
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
     rec = run_eval.evaluate_run(out, metrics="fd", n=32, baseline="untrained", progress=False)
     assert rec["baseline"] == "untrained" and rec["fd"] > 0
+
+
+def test_every_model_declares_a_known_evaluation_protocol():
+    from ganforge.registry import all_models
+
+    for name, cls in all_models().items():
+        assert cls.evaluation == "samples" or cls.evaluation in run_eval.PROTOCOLS, name
+    by_protocol = {name: cls.evaluation for name, cls in all_models().items()}
+    assert by_protocol["dcgan"] == "samples" and by_protocol["pix2pix"] == "translation"
+    assert by_protocol["munit"] == "translation" and by_protocol["cogan"] == "pairs"
+    assert by_protocol["srgan"] == "restoration" and by_protocol["stackgan"] == "text"
+
+
+@pytest.mark.parametrize("name,data", [("gan-int-cls", "digits-captions"), ("cogan", "digits-edges-unpaired"),
+                                       ("context-encoder", "digits"), ("cyclegan", "digits-edges-unpaired")])
+def test_models_measured_after_training_refuse_eval_every(name, data):
+    # The engine's evaluator draws samples from noise; these models are measured by their own protocol.
+    with pytest.raises(ConfigError, match="ganforge eval RUN"):
+        ganforge.create(name, data, eval_every=5)

@@ -488,7 +488,8 @@ def test_eval_of_a_perfect_translator_uses_the_target_domains_classifier(p2p_run
     assert translation_domains("facades") == (None, None)
     model = ganforge.load(p2p_run)
     model.G = _Oracle()
-    rec = _evaluate_translation(model, run_config(p2p_run), None, None, False, 0, torch.device("cpu"), None, False)
+    rec = _evaluate_translation(model, run_config(p2p_run), metrics=None, n=None, ema=False, seed=0,
+                                device=torch.device("cpu"), data_root=None, progress=False)
     assert rec["l1"] == 0 and rec["ssim"] == pytest.approx(1) and abs(rec["fd"]) < 1e-3
     test = load_data("digits-edges:test", 32).groups["AB"]
     right = {w: float((predict(load_classifier(w)[0], test["B"]).argmax(1) == test["y"]).float().mean())

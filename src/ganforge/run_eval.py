@@ -63,26 +63,17 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     cfg = run_config(run_dir)
     data = cfg["data"]
     model = _untrained(run_dir, dev) if baseline == "untrained" else load_run(run_dir, device=dev)
-    record = None
-    if hasattr(model, "translate"):
-        if baseline == "real":
-            raise ConfigError("a translation run is measured against its targets; --baseline real does not apply")
-        record = _evaluate_translation(model, cfg, metrics, n, ema, seed, dev, data_root, progress)
-    elif hasattr(model, "joint_metrics"):
-        # CoGAN samples pairs of two domains from one z: measured by how often a pair agrees.
-        if baseline == "real":
-            raise ConfigError(f"{model.name} is measured on pairs of its samples; --baseline real does not apply")
-        result = model.joint_metrics(n=n or 10_000, seed=seed, use_ema=ema, device=dev)
-        record = _record(model, {"data": data, "seed": seed}, model.generator_name(ema), baseline, result)
-    elif hasattr(model, "restore"):
-        if baseline is not None:
-            raise ConfigError(f"{model.name} is measured beside its own baseline (bicubic / mean fill); "
-                              "--baseline does not apply")
-        record = _evaluate_restoration(model, cfg, n, ema, seed, dev, data_root, progress, inception_weights,
-                                       download, metrics)
-    elif getattr(model, "takes_text", False):
-        record = _evaluate_text(model, cfg, n, ema, seed, data_root, baseline)
-    if record is not None:
+    protocol = getattr(model, "evaluation", "samples")
+    if protocol != "samples":
+        if protocol not in PROTOCOLS:
+            raise GanforgeError(f"{model.name} declares evaluation {protocol!r}; known: samples, "
+                                f"{', '.join(PROTOCOLS)}")
+        if baseline in REFUSED_BASELINES[protocol]:
+            raise ConfigError(f"{model.name} is measured by the {protocol} protocol ({PROTOCOLS[protocol][1]}); "
+                              f"--baseline {baseline} does not apply")
+        opts = dict(metrics=metrics, n=n, ema=ema, seed=seed, device=dev, data_root=data_root, progress=progress,
+                    inception_weights=inception_weights, download=download, baseline=baseline)
+        record = PROTOCOLS[protocol][0](model, cfg, **opts)
         if write:
             append_jsonl(run_dir / "eval.jsonl", record)
         return record
@@ -135,7 +126,8 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     return record
 
 
-def _evaluate_translation(model, cfg: dict, metrics, n, ema: bool, seed: int, device, data_root, progress) -> dict:
+def _evaluate_translation(model, cfg: dict, *, metrics, n, ema: bool, seed: int, device, data_root, progress,
+                          **_) -> dict:
     """A translator on the held-out split, each way it translates (pix2pix: A -> B; CycleGAN: both).
 
     Each way: its outputs against the paired targets (l1, psnr, ssim), the outputs as a set against
@@ -234,8 +226,8 @@ def _diversity(model, group, domains: dict, k: int, ema: bool, seed: int, device
     return out
 
 
-def _evaluate_restoration(model, cfg: dict, n, ema: bool, seed: int, device, data_root, progress,
-                          inception_weights=None, download: bool = False, metrics=None) -> dict:
+def _evaluate_restoration(model, cfg: dict, *, n, ema: bool, seed: int, device, data_root, progress,
+                          inception_weights=None, download: bool = False, metrics=None, **_) -> dict:
     """A restorer (srresnet, srgan, context-encoder) on the held-out split (at most ``n``, default
     1,000, images), beside its baseline: see :func:`restoration_metrics`. Named ``metrics`` without
     kid leave out the Inception features (the slow part on a CPU)."""
@@ -301,7 +293,7 @@ def restoration_metrics(model, real, ema: bool = True, seed: int = 0, extractor=
     return record
 
 
-def _evaluate_text(model, cfg: dict, n, ema: bool, seed: int, data_root, baseline=None) -> dict:
+def _evaluate_text(model, cfg: dict, *, n, ema: bool, seed: int, data_root, baseline=None, **_) -> dict:
     """A text-to-image model on held-out captions: caption agreement, Frechet distance, diversity
     (metrics/text.py); ``baseline="real"``: the held-out images themselves against their captions."""
     from .data import eval_data_name, load_data
@@ -315,6 +307,24 @@ def _evaluate_text(model, cfg: dict, n, ema: bool, seed: int, data_root, baselin
         result = text_metrics(model, test, n=n or 1000, seed=seed, use_ema=ema)
     net = "real" if baseline == "real" else model.generator_name(ema)
     return _record(model, {"data": name, "n": result.get("text_n", 0)}, net, baseline, result)
+
+
+def _evaluate_pairs(model, cfg: dict, *, n, ema: bool, seed: int, device, baseline=None, **_) -> dict:
+    """CoGAN: how often the two images drawn from one z agree (``model.joint_metrics``)."""
+    result = model.joint_metrics(n=n or 10_000, seed=seed, use_ema=ema, device=device)
+    return _record(model, {"data": cfg["data"], "seed": seed}, model.generator_name(ema), baseline, result)
+
+
+# The protocols of models whose ``evaluation`` is not "samples": the function, what it measures,
+# and the --baseline values it cannot take (its own baseline is built in, or there is no real "sample").
+PROTOCOLS = {
+    "translation": (_evaluate_translation, "outputs against the test pairs"),
+    "pairs": (_evaluate_pairs, "pair agreement of its samples"),
+    "restoration": (_evaluate_restoration, "beside bicubic upscaling / mean fill"),
+    "text": (_evaluate_text, "agreement with held-out captions"),
+}
+REFUSED_BASELINES = {"translation": ("real",), "pairs": ("real",), "restoration": ("real", "untrained"),
+                     "text": ()}
 
 
 def _record(model, settings: dict, net: str, baseline, result: dict) -> dict:

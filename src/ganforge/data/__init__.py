@@ -115,11 +115,6 @@ DATASETS = {
                                    "each; test = last 20%", 3, 28, 10),
 }
 CAPTIONED = ("mnist-captions", "digits-captions")  # data/captions.py; also captions:PATH
-# Sets whose files hold a test split of their own (digits gets a deterministic one: its last 20%).
-_HAS_TEST = {"mnist", "fashion-mnist", "cifar10", "facades", "facades-unpaired", "mnist-edges",
-             "mnist-edges-unpaired", "digits-edges", "digits-edges-unpaired", "mnist-color", "mnist-color-unpaired",
-             "digits-color", "digits-color-unpaired", "mnist-negative", "mnist-negative-unpaired", "digits-negative",
-             "digits-negative-unpaired", *CAPTIONED}
 _PATH_KINDS = ("folder:", "aligned:", "unaligned:", "captions:")
 DIGITS_TEST = 5  # digits:test is the last 1/5 of the 1,797
 
@@ -144,7 +139,9 @@ def has_test(name: str) -> bool:
         return (Path(base[len("unaligned:"):]).expanduser() / "testA").is_dir()
     if base.startswith("captions:"):
         return (Path(base[len("captions:"):]).expanduser() / "testclasses.txt").is_file()
-    return base in _HAS_TEST or base == "digits"
+    # Every built-in image set has one (in its files; digits: its last 20%); the 2-D mixtures do not.
+    info = DATASETS.get(base)
+    return info is not None and info.kind == "image"
 
 
 def eval_data_name(name: str) -> str:

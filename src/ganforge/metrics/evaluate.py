@@ -469,42 +469,35 @@ class Evaluator:
         return self._digits
 
 
+# Numbers in an eval record that describe how it was measured, not what: not shown as metrics.
+RECORD_COUNTS = frozenset({"step", "n", "seed", "n_ref", "kid_subset", "prdc_n", "eval_seconds", "diversity_styles",
+                           "text_n", "n_classes", "n_modes"})
+# Prefixes of a record's keys that name another output measured beside the model's: a two-way
+# translator's second direction (run_eval) and a restorer's baseline.
+RECORD_PREFIXES = ("BtoA_", "bicubic_", "mean_fill_")
+
+
 def format_result(record: dict) -> str:
-    """The metrics of a record as a two-column table."""
+    """Every metric of a record, in the record's order, as a two-column table: a ``_std`` beside its
+    value, ``classes`` and ``modes`` out of their totals; ``BtoA_l1`` shows as ``BtoA l1``."""
     def fmt(v):
         if isinstance(v, float):
             return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
         return str(v)
 
     rows = []
-    pairs = {"kid": "kid_std", "is": "is_std"}
-    # A two-way translator's second direction carries its name: BtoA_l1 (see run_eval).
-    for prefix in ("", "BtoA_"):
-        for k in ("fd", "kid", "is", "precision", "recall", "density", "coverage", "classes", "class_kl", "modes",
-                  "high_quality", "mode_kl", "l1", "psnr", "ssim", "label_preservation", "test_accuracy",
-                  "cond_accuracy", "knn_accuracy", "recon_label_preservation", "recon_l1", "pair_agreement",
-                  "pixel_agreement", "confident", "pair_agreement_confident", "classes_A",
-                  # text-to-image models (metrics/text.py)
-                  "text_class", "text_fg", "text_bg", "text_all", "text_thick_rho", "text_slant_rho", "diversity",
-                  "fd_stage1_up", "stage1_text_class", "stage1_text_fg", "stage1_text_bg", "stage1_diversity"):
-            if prefix + k not in record:
-                continue
-            v = fmt(record[prefix + k])
-            if k in pairs and prefix + pairs[k] in record:
-                v += f" +- {fmt(record[prefix + pairs[k]])}"
-            if k == "classes":
-                v += f" / {record.get(prefix + 'n_classes', 10)}"
-            if k == "modes":
-                v += f" / {record.get(prefix + 'n_modes')}"
-            rows.append((f"{prefix[:-1]} {k}" if prefix else k, v))
-    # Restorers (run_eval._evaluate_restoration): the hole's figures, and the baseline's beside the model's.
-    for prefix in ("", "bicubic_", "mean_fill_"):
-        for k in ("hole_l1", "hole_psnr") + (("psnr", "ssim", "kid") if prefix else ()):
-            if prefix + k in record:
-                v = fmt(record[prefix + k])
-                if k == "kid" and prefix + "kid_std" in record:
-                    v += f" +- {fmt(record[prefix + 'kid_std'])}"
-                rows.append((f"{prefix[:-1]} {k}" if prefix else k, v))
+    for key, value in record.items():
+        prefix = next((p for p in RECORD_PREFIXES if key.startswith(p)), "")
+        k = key[len(prefix):]
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or k in RECORD_COUNTS
+                or (k.endswith("_std") and prefix + k[:-4] in record)):
+            continue
+        v = fmt(value)
+        if prefix + k + "_std" in record:
+            v += f" +- {fmt(record[prefix + k + '_std'])}"
+        if k in ("classes", "modes"):
+            v += f" / {record.get(prefix + 'n_' + k, 10 if k == 'classes' else '?')}"
+        rows.append((f"{prefix[:-1]} {k}" if prefix else k, v))
     width = max(len(k) for k, _ in rows) if rows else 6
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  -----"]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]

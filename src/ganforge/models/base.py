@@ -105,6 +105,11 @@ class GANModel(nn.Module):
     # sample_inputs accepts truncation=), "mix" (it has mixing_grid(seed, use_ema)), "styles" (it
     # has translate_styles(x, direction, k, style_images, use_ema, seed) -> (N, K, C, H, W)).
     sample_options: tuple[str, ...] = ()
+    # How `ganforge eval` measures the model (run_eval.PROTOCOLS): "samples" (samples from noise
+    # against the real data, also during training with eval_every), or, only after training,
+    # "translation" (outputs against the test pairs), "pairs" (CoGAN's two images from one z),
+    # "restoration" (beside bicubic / mean fill), "text" (agreement with held-out captions).
+    evaluation: str = "samples"
 
     def __init__(self, cfg: dict, spec: DataSpec):
         super().__init__()
@@ -117,6 +122,10 @@ class GANModel(nn.Module):
         # them too, or float16 would underflow them (losses._input_grad).
         self.grad_scaler = None
         self.ctx: dict = {}  # what one phase leaves for the next in the same iteration
+        if self.evaluation != "samples" and cfg.get("eval_every"):
+            # The engine's evaluator measures samples drawn from noise; these need their own protocol.
+            raise ConfigError(f"{self.name} is measured by `ganforge eval RUN` ({self.evaluation} protocol), not "
+                              "during training; eval_every does not apply to it")
         self.build()
         self._spectral_norm()
         self._setup_objective()

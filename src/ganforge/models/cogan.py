@@ -106,6 +106,7 @@ class CoGAN(GANModel):
     year = 2016
     data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
     data_desc = "two image domains A, B (unpaired)"
+    evaluation = "pairs"
     defaults = {"z_dim": 100, "g_width": 64, "d_width": 32, "share": True, "loss": "nonsaturating",
                 "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]}
 

@@ -41,8 +41,8 @@ class TextConditional:
     G's inputs are ``{"z", "tokens"}`` (word indices) or ``{"z", "emb"}`` (embeddings).
     """
 
-    takes_text = True
     sample_options = ("text",)
+    evaluation = "text"
 
     def build_text(self) -> None:
         c = self.cfg

@@ -34,6 +34,7 @@ class Restorer:
 
     data_kinds = ("image", "paired", "unpaired")
     data_desc = "images (facades: its photos)"
+    evaluation = "restoration"
     grid_from_held_out = True
     _show: torch.Tensor | None = None
     # Which pixels the paired metrics score: "all" (SR) or "hole" (inpainting: the rest is copied).

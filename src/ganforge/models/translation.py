@@ -27,6 +27,7 @@ class Translator:
 
     data_kinds = ("paired",)
     data_desc = "paired images (A, B)"
+    evaluation = "translation"
     # The network translating each way (its EMA copy is used when the run has one).
     directions: dict = {"AtoB": "G"}
     _show: dict | None = None  # fixed images for the grids, set by prepare() and prepare_grid()
