@@ -10,6 +10,9 @@ averaged over a minibatch. Here the text encoder is word-level (an embedding and
 GRU whose outputs are averaged over the words, as Reed's char-CNN-RNN averages its hidden units),
 and a "class" is everything a digit caption can say: digit, colours, thickness and slant words
 (the class label alone for ``captions:PATH``). Only psi is kept, saved with the vocabulary.
+On the digit caption sets each image's own caption with one word swapped (digit, colour, thin/thick,
+slant) is a further negative (``te_swaps``): random captions differ in a colour almost always, so
+without it the digit word is barely learnt.
 
 ``ganforge train-text-encoder --data mnist-captions`` trains and caches one; the text models
 train it on first use from their training data (``GANModel.prepare``) when none is cached.
@@ -192,8 +195,8 @@ def train_encoder(raw, cfg: dict | None = None, seed: int = 0, progress: bool = 
         if progress and (step + 1) % 250 == 0:
             print(f"text encoder: step {step + 1}/{c['te_steps']}, DS-SJE loss {float(loss):.4f}", flush=True)
     record = {"vocab": vocab.words[2:], "state": enc.state_dict(), "arch": {k: c[k] for k in ("te_dim", "te_hidden",
-              "te_words")}, "steps": c["te_steps"], "swaps": bool(groups), "seed": seed, "data": raw.name, "loss": float(loss.detach()),
-              "seconds": time.time() - t0}
+              "te_words")}, "steps": c["te_steps"], "swaps": bool(groups), "seed": seed, "data": raw.name,
+              "loss": float(loss.detach()), "seconds": time.time() - t0}
     enc.eval(), img.eval()
     if held_out is not None:
         record["retrieval"] = retrieval_accuracy(enc, img, held_out.groups["data"])

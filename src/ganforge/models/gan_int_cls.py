@@ -14,7 +14,10 @@ feature map. Two changes to the objective make up the name:
   embeddings (beta = 0.5), which have no real image: the embedding manifold between captions is
   filled in, and D judges those fakes with the interpolated text.
 
-``--set cls=false`` / ``int=false`` give the paper's GAN, GAN-CLS and GAN-INT ablations.
+``--set cls=false`` / ``int=false`` give the paper's GAN, GAN-CLS and GAN-INT ablations. On the
+digit caption sets half of D's mismatched texts are, by default, the image's own caption with one
+word swapped (``cls_swap``; 0 is the paper's), so that D must check the digit and not only the
+colours; ``d_norm`` picks D's normalisation (batch, as in the paper; layer; none).
 Captions come from a captioned data set (``mnist-captions``, ``digits-captions``,
 ``captions:PATH``); ``ganforge sample RUN --text "a thick blue three on yellow"`` draws from one.
 """
