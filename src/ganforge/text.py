@@ -10,6 +10,9 @@ averaged over a minibatch. Here the text encoder is word-level (an embedding and
 GRU whose outputs are averaged over the words, as Reed's char-CNN-RNN averages its hidden units),
 and a "class" is everything a digit caption can say: digit, colours, thickness and slant words
 (the class label alone for ``captions:PATH``). Only psi is kept, saved with the vocabulary.
+On the digit caption sets each image's own caption with one word swapped (digit, colour, thin/thick,
+slant) is a further negative (``te_swaps``): random captions differ in a colour almost always, so
+without it the digit word is barely learnt.
 
 ``ganforge train-text-encoder --data mnist-captions`` trains and caches one; the text models
 train it on first use from their training data (``GANModel.prepare``) when none is cached.
@@ -29,7 +32,7 @@ from .data.captions import Vocabulary
 from .errors import ConfigError, GanforgeError
 
 ENCODER_DEFAULTS = {"te_dim": 128, "te_hidden": 64, "te_words": 32, "te_steps": 1500, "te_batch": 128,
-                    "te_lr": 1e-3}
+                    "te_lr": 1e-3, "te_swaps": True}
 
 
 class TextEncoder(nn.Module):
@@ -93,6 +96,52 @@ def joint_embedding_loss(v: torch.Tensor, t: torch.Tensor, classes: torch.Tensor
     return img.mean() + txt.mean()
 
 
+def swap_groups(vocab: Vocabulary) -> list[torch.Tensor]:
+    """Word groups whose members exclude each other in a digit caption (the digit, a colour,
+    thin/thick, the slant words): swapping one member for another makes a false caption. Only
+    groups wholly in ``vocab`` count, so a real caption set (``captions:PATH``) has none."""
+    from .data.captions import DIGIT_WORDS, SLANT_WORDS, THICK_WORDS
+    from .data.translation import COLOR_NAMES
+
+    out = []
+    for words in (DIGIT_WORDS, COLOR_NAMES, tuple(THICK_WORDS.values()), tuple(SLANT_WORDS.values())):
+        if all(w in vocab.index for w in words):
+            out.append(torch.tensor([vocab.index[w] for w in words]))
+    return out
+
+
+def swapped_captions(tokens: torch.Tensor, groups, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each caption (N, L) and each group, the caption with one of that group's words (chosen at
+    random) replaced by another member: (G, N, L) false captions and a (G, N) mask of those that
+    exist (a caption without a word of the group has no such negative)."""
+    negs, masks = [], []
+    for grp in groups:
+        grp = grp.to(tokens.device)
+        hit = (tokens[..., None] == grp).any(-1)  # (N, L)
+        # a random position among the hits: the largest random key over hit positions
+        key = torch.rand(tokens.shape, generator=generator).to(tokens.device) * hit
+        pos = key.argmax(1)
+        rows = torch.arange(len(tokens), device=tokens.device)
+        word = tokens[rows, pos]
+        member = (word[:, None] == grp).float().argmax(1)
+        shift = torch.randint(1, len(grp), (len(tokens),), generator=generator).to(tokens.device)
+        t = tokens.clone()
+        has = hit.any(1)
+        t[rows, pos] = torch.where(has, grp[(member + shift) % len(grp)].to(t.dtype), word)
+        negs.append(t)
+        masks.append(has)
+    return torch.stack(negs), torch.stack(masks)
+
+
+def swap_loss(v: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The hinge of the joint embedding against each image's own caption with one word swapped:
+    hinge[1 + F(v, t_swapped) - F(v, t)], averaged over the negatives that exist."""
+    right = (v * t).sum(1)  # (N,)
+    wrong = (v[None] * t_neg).sum(2)  # (G, N)
+    m = mask.float()
+    return (F.relu(1 + wrong - right[None]) * m).sum() / m.sum().clamp_min(1)
+
+
 def pick_captions(tokens: torch.Tensor, generator=None) -> torch.Tensor:
     """One of the K captions of each item, at random: (N, K, L) -> (N, L) int64."""
     k = torch.randint(tokens.shape[1], (len(tokens),), generator=generator).to(tokens.device)
@@ -124,19 +173,30 @@ def train_encoder(raw, cfg: dict | None = None, seed: int = 0, progress: bool = 
     g = torch.Generator().manual_seed(seed)
     n, b = len(group["x"]), min(c["te_batch"], len(group["x"]))
     classes = pair_classes(group)
+    groups = swap_groups(vocab) if c["te_swaps"] else []
     t0, loss = time.time(), None
     for step in range(c["te_steps"]):
         idx = torch.randint(n, (b,), generator=g)
         x = group["x"][idx].float() / 127.5 - 1
-        loss = joint_embedding_loss(img(x), enc(pick_captions(group["tokens"][idx], g)), classes[idx])
+        tok = pick_captions(group["tokens"][idx], g)
+        v, t = img(x), enc(tok)
+        loss = joint_embedding_loss(v, t, classes[idx])
+        if groups:
+            # Two captions of random images nearly always differ in a colour already, so the
+            # batch's other-class texts are beaten on colour alone and the digit word is left
+            # almost unlearnt (digit captions then embed 4x closer together than colour ones).
+            # The same caption with one word swapped differs in that word only.
+            neg, mask = swapped_captions(tok, groups, g)
+            t_neg = enc(neg.flatten(0, 1)).view(*neg.shape[:2], -1)
+            loss = loss + swap_loss(v, t, t_neg, mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if progress and (step + 1) % 250 == 0:
             print(f"text encoder: step {step + 1}/{c['te_steps']}, DS-SJE loss {float(loss):.4f}", flush=True)
     record = {"vocab": vocab.words[2:], "state": enc.state_dict(), "arch": {k: c[k] for k in ("te_dim", "te_hidden",
-              "te_words")}, "steps": c["te_steps"], "seed": seed, "data": raw.name, "loss": float(loss.detach()),
-              "seconds": time.time() - t0}
+              "te_words")}, "steps": c["te_steps"], "swaps": bool(groups), "seed": seed, "data": raw.name,
+              "loss": float(loss.detach()), "seconds": time.time() - t0}
     enc.eval(), img.eval()
     if held_out is not None:
         record["retrieval"] = retrieval_accuracy(enc, img, held_out.groups["data"])
@@ -236,16 +296,17 @@ class TextD(nn.Module):
     """D(x, e): DCGAN's conv body down to a small map, the compressed embedding replicated over it and
     joined as channels, a 1x1 conv, then one logit (Reed et al. 2016, Fig. 2; StackGAN's D too)."""
 
-    def __init__(self, e_dim: int, t_dim: int, channels: int, image_size: int, width: int):
+    def __init__(self, e_dim: int, t_dim: int, channels: int, image_size: int, width: int, norm: str = "batch"):
         super().__init__()
         from .nn import DCGANDiscriminator, dcgan_init
-        from .nn.dcgan import dcgan_stages
+        from .nn.dcgan import _norm, dcgan_stages
 
         base, k = dcgan_stages(image_size)
-        self.body = DCGANDiscriminator(channels, image_size, width).body[:-1]  # without its Flatten
+        # norm: "batch" as in the paper; "layer" normalises each image on its own (see d_norm)
+        self.body = DCGANDiscriminator(channels, image_size, width, norm=norm).body[:-1]  # without its Flatten
         ch = width * 2 ** (k - 1)
         self.proj = TextProjection(e_dim, t_dim)
-        self.joint = nn.Sequential(nn.Conv2d(ch + t_dim, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.LeakyReLU(0.2),
+        self.joint = nn.Sequential(nn.Conv2d(ch + t_dim, ch, 1, bias=False), _norm(norm, ch), nn.LeakyReLU(0.2),
                                    nn.Flatten(), nn.Linear(ch * base * base, 1))
         dcgan_init(self.proj)
         dcgan_init(self.joint)

@@ -98,9 +98,9 @@ class StackGAN(TextConditional, GANModel):
         self.build_text()
         e, ca = self.e_dim, c["ca"]
         self.G1 = StageIG(e, c["c_dim"], c["z_dim"], s.channels, c["low_size"], c["g_width"], ca)
-        self.D1 = TextD(e, c["t_dim"], s.channels, c["low_size"], c["d_width"])
+        self.D1 = TextD(e, c["t_dim"], s.channels, c["low_size"], c["d_width"], c["d_norm"])
         self.G2 = StageIIG(e, c["c_dim"], s.channels, c["low_size"], s.image_size, c["g2_width"], c["n_res"], ca)
-        self.D2 = TextD(e, c["t_dim"], s.channels, s.image_size, c["d_width"])
+        self.D2 = TextD(e, c["t_dim"], s.channels, s.image_size, c["d_width"], c["d_norm"])
 
     def optimizers(self):
         lr_g, lr_d = self.cfg["lr_g"] or self.cfg["lr"], self.cfg["lr_d"] or self.cfg["lr"]
@@ -155,10 +155,10 @@ class StackGAN(TextConditional, GANModel):
         return self.randn(n, self.cfg["z_dim"]), self.randn(n, self.cfg["c_dim"])
 
     def d1_step(self, batch):
-        real, e = self.low_res(batch["x"]), self.batch_embedding(batch)
+        real, (e, tokens) = self.low_res(batch["x"]), self.batch_text(batch)
         z, eps = self._noise(len(real))
         out = {}
-        loss = self.matching_aware_d_loss(self.D1, real, self.G1(z, e, eps)[0], e, out)
+        loss = self.matching_aware_d_loss(self.D1, real, self.G1(z, e, eps)[0], e, out, tokens=tokens)
         return {"loss": loss, **out}
 
     def g1_step(self, batch):
@@ -181,10 +181,10 @@ class StackGAN(TextConditional, GANModel):
             return self.G1(z, e, eps)[0]
 
     def d2_step(self, batch):
-        real, e = batch["x"], self.batch_embedding(batch)
+        real, (e, tokens) = batch["x"], self.batch_text(batch)
         fake = self.G2(self.frozen_stage1(e), e, self.randn(len(e), self.cfg["c_dim"]))[0]
         out = {}
-        loss = self.matching_aware_d_loss(self.D2, real, fake, e, out)
+        loss = self.matching_aware_d_loss(self.D2, real, fake, e, out, tokens=tokens)
         return {"loss": loss, **out}
 
     def g2_step(self, batch):
