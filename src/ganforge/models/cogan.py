@@ -81,8 +81,8 @@ class CoupledDiscriminator(nn.Module):
         self.tail_B = nn.Sequential(nn.Conv2d(ch_b, w, 4, 2, 1), nn.LeakyReLU(0.2, True))
 
         def trunk():  # no batch norm: each domain's batch passes alone, and would be normalised alone
-            # The paper's digit D ends in a hidden fully connected layer (500) before the output; without
-            # it (hidden=0) D is a linear read of one conv's map, too weak to make G draw legible digits.
+            # The paper's digit D ends in a hidden fully connected layer (500) before the output;
+            # hidden=0 is the D of runs made before it (a linear read of one conv's map).
             fc = [nn.Linear(2 * w * s * s, hidden), nn.LeakyReLU(0.2, True), nn.Linear(hidden, 1)] if hidden \
                 else [nn.Linear(2 * w * s * s, 1)]
             return nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, True), nn.Flatten(), *fc)
