@@ -110,6 +110,30 @@ def test_cogan_eval_reports_pair_agreement(tmp_path):
         evaluate_run(run, n=50, baseline="real", progress=False)
 
 
+
+def test_cogan_d_hidden_layer_and_runs_from_before_it(tmp_path):
+    from ganforge.training.engine import load_run
+
+    def linears(m):
+        return [(l.in_features, l.out_features) for l in m.D.trunk if isinstance(l, torch.nn.Linear)]
+
+    s = 28 // 4
+    m = ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, d_hidden=16, **TINY)
+    assert linears(m) == [(8 * s * s, 16), (16, 1)]  # the paper's hidden layer, shared with the trunk
+    assert linears(ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, d_hidden=0, **TINY)) == [(8 * s * s, 1)]
+    with pytest.raises(ConfigError, match="d_hidden"):
+        ganforge.create("cogan", "digits-negative-unpaired", d_hidden=-1, **TINY)
+    # a run recorded before d_hidden existed keeps its D without the hidden layer
+    run = tmp_path / "old"
+    assert main(["train", "cogan", "--data", "digits-negative-unpaired", "--steps", "1", "--out", str(run), "--quiet",
+                 "--set", "z_dim=8", "--set", "g_width=4", "--set", "d_width=4", "--set", "d_hidden=0",
+                 "--set", "sample_every=0"]) == 0
+    cfg = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text("\n".join(x for x in cfg.splitlines() if not x.startswith("d_hidden")) + "\n")
+    old = load_run(run)
+    old = old[0] if isinstance(old, tuple) else old
+    assert old.cfg["d_hidden"] == 0 and linears(old) == [(8 * s * s, 1)]
+
 # ---------------------------------------------------------------------------- UNIT
 def test_unit_encoders_and_generators_share_their_high_level_layers():
     m = ganforge.create("unit", "digits-edges-unpaired", **TINY)

@@ -14,7 +14,8 @@ Here G is one network: its high-level layers ``G.trunk`` (``G.trunk_A``, ``G.tru
 has the domains' first layers ``D.tail_A``, ``D.tail_B`` and its last layers ``D.trunk``. Both
 domains' losses are summed, so the shared layers get the gradients of both GANs. DCGAN-style
 networks for 28x28 (the paper's digit nets are of the same shape: a fully connected projection,
-transposed convolutions, a 2-layer conv D), the non-saturating GAN loss, Adam 2e-4 (0.5, 0.999).
+transposed convolutions, a 2-layer conv D ending in a hidden fully connected layer, ``d_hidden``),
+the non-saturating GAN loss, Adam 2e-4 (0.5, 0.999).
 
 Data: two domains A, B (``mnist-negative-unpaired``, ``mnist-edges-unpaired``, ...), items drawn
 independently. ``sample`` returns the pairs side by side (N, C, H, 2W), so ``ganforge sample``
@@ -73,15 +74,18 @@ class CoupledGenerator(nn.Module):
 class CoupledDiscriminator(nn.Module):
     """(image, domain) -> logit: the domain's own first conv, then the (shared) rest."""
 
-    def __init__(self, ch_a: int, ch_b: int, image_size: int, width: int, share: bool):
+    def __init__(self, ch_a: int, ch_b: int, image_size: int, width: int, share: bool, hidden: int = 500):
         super().__init__()
         s, w = image_size // 4, width
         self.tail_A = nn.Sequential(nn.Conv2d(ch_a, w, 4, 2, 1), nn.LeakyReLU(0.2, True))
         self.tail_B = nn.Sequential(nn.Conv2d(ch_b, w, 4, 2, 1), nn.LeakyReLU(0.2, True))
 
         def trunk():  # no batch norm: each domain's batch passes alone, and would be normalised alone
-            return nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, True), nn.Flatten(),
-                                 nn.Linear(2 * w * s * s, 1))
+            # The paper's digit D ends in a hidden fully connected layer (500) before the output;
+            # hidden=0 is the D of runs made before it (a linear read of one conv's map).
+            fc = [nn.Linear(2 * w * s * s, hidden), nn.LeakyReLU(0.2, True), nn.Linear(hidden, 1)] if hidden \
+                else [nn.Linear(2 * w * s * s, 1)]
+            return nn.Sequential(nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2, True), nn.Flatten(), *fc)
 
         self.shared = share
         if share:
@@ -107,19 +111,19 @@ class CoGAN(GANModel):
     data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
     data_desc = "two image domains A, B (unpaired)"
     evaluation = "pairs"
-    defaults = {"z_dim": 100, "g_width": 64, "d_width": 32, "share": True, "loss": "nonsaturating",
+    defaults = {"z_dim": 100, "g_width": 64, "d_width": 32, "d_hidden": 500, "share": True, "loss": "nonsaturating",
                 "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]}
+    legacy_defaults = {"d_hidden": 0}  # runs from before D had its hidden layer
 
     def build(self):
         c, s = self.cfg, self.spec
-        if c.get("eval_every"):
-            raise ConfigError("cogan is measured on pairs of its samples by `ganforge eval RUN` (pair agreement); "
-                              "eval_every does not apply to it")
         if not isinstance(c["share"], bool):
             raise ConfigError(f"share must be true or false, got {c['share']!r}")
         ch_a, ch_b = (s.in_channels or s.channels), s.channels
         self.G = CoupledGenerator(c["z_dim"], ch_a, ch_b, s.image_size, c["g_width"], c["share"])
-        self.D = CoupledDiscriminator(ch_a, ch_b, s.image_size, c["d_width"], c["share"])
+        if int(c["d_hidden"]) < 0:
+            raise ConfigError(f"d_hidden must be >= 0 (0: no hidden layer in D), got {c['d_hidden']}")
+        self.D = CoupledDiscriminator(ch_a, ch_b, s.image_size, c["d_width"], c["share"], int(c["d_hidden"]))
 
     def phases(self):
         return [Phase("D", self.d_step, ("D",)), Phase("G", self.g_step, ("G",), data=False)]
