@@ -124,3 +124,38 @@ def test_cli_train_sample_styles_and_eval(tmp_path, capsys):
     for key in ("l1", "kid", "label_preservation", "diversity_l1", "diversity_colour", "diversity_colour_real"):
         assert key in rec
     assert rec["diversity_l1"] > 0  # an untrained G does not ignore z entirely
+
+
+def test_unset_widths_and_cvae_weights_follow_the_image_size(monkeypatch):
+    small = ganforge.create("bicyclegan", "digits-color")  # 28x28
+    assert small.G.net.encoder[0][0].out_channels == 16 and small.E.net[0].out_channels == 16
+    assert small.D.net[0].out_channels == 16
+    assert (small.sized("lambda_l1"), small.sized("lambda_kl")) == (50.0, 0.5)
+    big = ganforge.create("bicyclegan", "digits-color", image_size=64)
+    assert big.G.net.encoder[0][0].out_channels == 64 and big.E.net[0].out_channels == 64
+    assert (big.sized("lambda_l1"), big.sized("lambda_kl")) == (10.0, 0.01)  # the paper's
+    set_ = model(lambda_l1=3.0, lambda_kl=0.25)  # a set value wins at any size
+    assert set_.G.net.encoder[0][0].out_channels == TINY["g_width"]
+    # the weights G's loss uses are the resolved ones
+    for m, l1w, klw in ((small, 50.0, 0.5), (set_, 3.0, 0.25)):
+        one = torch.tensor(1.0)
+        monkeypatch.setattr(m, "g_terms", lambda b: {"L1": one, "KL": 2 * one, "z_L1": 4 * one,
+                                                      "G_gan": 8 * one, "G2_gan": 16 * one})
+        assert float(m.g_step(batch())["loss"]) == pytest.approx(l1w + 2 * klw + 4 * 0.5 + 8 + 16)
+    with pytest.raises(ConfigError, match="lambda_kl"):
+        model(lambda_kl=-1.0)
+
+
+def test_the_colour_data_hides_the_shape_from_an_l1_without_the_colours():
+    # Why pix2pix (and variant=noise, and every random-z output) gets no shape from the L1 to B on
+    # mnist-color: over the 56 (fg, bg) pairs, each channel of an ink pixel is 255 exactly as often
+    # as the same channel of a paper pixel, so the L1-best output knows no digit (docs/multimodal.md).
+    from ganforge.data.translation import COLORS, color
+
+    a = torch.zeros(1, 1, 2, 2, dtype=torch.uint8)
+    a[..., 0, 0] = 255  # one ink pixel, three paper pixels
+    pairs = [(f, b) for f in range(len(COLORS)) for b in range(len(COLORS)) if f != b]
+    imgs = torch.cat([color(a, torch.tensor([f]), torch.tensor([b])) for f, b in pairs]).float()
+    ink, paper = imgs[:, :, 0, 0], imgs[:, :, 1, 1]
+    assert torch.equal((ink == 255).float().mean(0), (paper == 255).float().mean(0))
+    assert torch.equal(ink.median(0).values, paper.median(0).values)

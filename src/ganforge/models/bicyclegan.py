@@ -7,7 +7,8 @@ ignoring it:
 
 - cVAE-GAN (B -> z -> B): an encoder E maps the target B to N(mu, sigma^2); z = mu + sigma * eps
   gives G(A, z) ~ B (L1, ``lambda_l1`` = 10), adversarial against D, and KL(E(B) || N(0, I))
-  (``lambda_kl`` = 0.01) keeps the codes where test-time z are drawn;
+  (``lambda_kl`` = 0.01) keeps the codes where test-time z are drawn (both weights the paper's,
+  from 64x64 up; below it see the end);
 - cLR-GAN (z -> B -> z): a random z ~ N(0, I) gives G(A, z), adversarial against a second
   discriminator D2, and E must recover it: |mu(G(A, z)) - z|_1 (``lambda_z`` = 0.5). That loss
   updates G only (E's parameters are held, ``multimodal.frozen``), as in the authors' code.
@@ -23,6 +24,16 @@ Settings: ``style_dim`` (nz, 8), ``lambda_l1``, ``lambda_kl``, ``lambda_z``, ``v
 cvae | clr | noise), ``g_width``/``d_width``/``e_width``, ``d_layers`` (None: 3 from 64x64 up, 2
 below), ``norm``, ``direction``, ``jitter``. On the 28x28 digit domains the U-Net pads to 32 and
 crops back.
+
+Unset (None), the widths and the two cVAE weights follow the image size: from 64x64 up the paper's
+(widths 64, ``lambda_l1`` 10, ``lambda_kl`` 0.01); below it widths 16, ``lambda_l1`` 50 and
+``lambda_kl`` 0.5 (the same ratio of KL to L1, 0.01, as 0.01/10 is not). On ``mnist-color`` at the
+paper's 0.01/10 the KL of E's codes grew to 14-17 nats: E passed the digit's *shape* through z
+besides its two colours (ln 56 = 4 nats), and G drew the shape from z rather than from A (measured
+in docs/multimodal.md). At 0.5/50 the codes hold about 6 nats on 4 active numbers, the colours, and
+G takes the shape from A. Why L1 is so weak there: fg and bg are both drawn from a palette that is
+balanced per channel, so each channel of an ink pixel is 0 or 255 as often as one of a paper pixel;
+without the colours (pix2pix, ``variant=noise``, the random-z outputs) the L1 to B carries no shape.
 """
 from __future__ import annotations
 
@@ -47,9 +58,9 @@ class BicycleGAN(Multimodal, GANModel):
     paper = "Zhu et al., Toward Multimodal Image-to-Image Translation"
     year = 2017
     data_kinds = ("paired",)
-    defaults = {"style_dim": 8, "g_width": 64, "d_width": 64, "e_width": 64, "d_layers": None, "norm": "instance",
-                "lambda_l1": 10.0, "lambda_kl": 0.01, "lambda_z": 0.5, "variant": "bicycle", "batch_size": 2,
-                "direction": "auto", "jitter": None}
+    defaults = {"style_dim": 8, "g_width": None, "d_width": None, "e_width": None, "d_layers": None,
+                "norm": "instance", "lambda_l1": None, "lambda_kl": None, "lambda_z": 0.5, "variant": "bicycle",
+                "batch_size": 2, "direction": "auto", "jitter": None}
     ema_nets = ("G",)
     generator = "G"
     directions = {"AtoB": "G"}
@@ -62,28 +73,37 @@ class BicycleGAN(Multimodal, GANModel):
     def clr(self) -> bool:
         return self.cfg["variant"] in ("bicycle", "clr", "noise")
 
+    # Unset settings by image size: (below 64x64, from 64x64 up); see the docstring.
+    SIZED = {"g_width": (16, 64), "d_width": (16, 64), "e_width": (16, 64), "lambda_l1": (50.0, 10.0),
+             "lambda_kl": (0.5, 0.01)}
+
+    def sized(self, key: str):
+        """Setting ``key`` as set, or by image size when unset (``SIZED``)."""
+        v = self.cfg[key]
+        return v if v is not None else self.SIZED[key][self.spec.image_size >= 64]
+
     def build(self):
         c, s = self.cfg, self.spec
         self.check_settings()
         if c["variant"] not in VARIANTS:
             raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {c['variant']!r}")
         for k in ("lambda_l1", "lambda_kl", "lambda_z"):
-            if c[k] < 0:
+            if (c[k] if k == "lambda_z" else self.sized(k)) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {c[k]}")
         if c["style_dim"] < 1:
             raise ConfigError(f"style_dim must be >= 1, got {c['style_dim']}")
         in_ch, out_ch = self.in_out()
         nz = c["style_dim"]
-        self.G = ZInput(UNetGenerator(in_ch + nz, out_ch, s.image_size, c["g_width"], c["norm"], dropout=0.0), nz)
+        self.G = ZInput(UNetGenerator(in_ch + nz, out_ch, s.image_size, self.sized("g_width"), c["norm"], dropout=0.0), nz)
         n_down = 4 if s.image_size >= 64 else 2
         if c["variant"] != "noise":
-            self.E = StyleEncoder(out_ch, nz, c["e_width"], n_down, vae=True)
+            self.E = StyleEncoder(out_ch, nz, self.sized("e_width"), n_down, vae=True)
         # D judges the outputs of the encoded z, D2 those of the random z (the authors' two D's):
         # the two kinds of output differ early on, and one D would judge them as one.
         if self.cvae:
-            self.D = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), "none")
+            self.D = PatchDiscriminator(out_ch, self.sized("d_width"), self.patch_layers(), "none")
         if self.clr:
-            self.D2 = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), "none")
+            self.D2 = PatchDiscriminator(out_ch, self.sized("d_width"), self.patch_layers(), "none")
         d = self.D if self.cvae else self.D2
         if s.image_size < d.min_size:
             raise ConfigError(f"a PatchGAN with d_layers={self.patch_layers()} needs images of at least "
@@ -144,7 +164,8 @@ class BicycleGAN(Multimodal, GANModel):
     def g_step(self, batch):
         c, t = self.cfg, self.g_terms(batch)
         t.pop("fake_enc", None), t.pop("fake_rand", None)
-        weights = {"G_gan": 1.0, "G2_gan": 1.0, "L1": c["lambda_l1"], "KL": c["lambda_kl"], "z_L1": c["lambda_z"]}
+        weights = {"G_gan": 1.0, "G2_gan": 1.0, "L1": self.sized("lambda_l1"), "KL": self.sized("lambda_kl"),
+                   "z_L1": c["lambda_z"]}
         loss = sum(weights[k] * v for k, v in t.items())
         return {"loss": loss, **{k: v.detach() for k, v in t.items()}}
 
