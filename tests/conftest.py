@@ -19,3 +19,24 @@ def shared_data():
 TINY_DCGAN = {"g_width": 8, "d_width": 8, "z_dim": 16}
 TINY_GAN = {"g_hidden": 32, "d_hidden": 16, "z_dim": 8}
 QUIET = {"log_every": 2, "sample_every": 0, "ckpt_every": 0}
+
+
+def make_trainer(model, data, tmp_path, **sets):
+    """A Trainer for ``model`` on ``data`` on the CPU, logging every step, without samples or checkpoints."""
+    import ganforge
+    from ganforge import config as C
+    from ganforge.training.engine import Trainer
+
+    cls = ganforge.registry.get_model_class(model)
+    cfg = C.resolve(cls.defaults, {"model": model, "data": data, "device": "cpu", "log_every": 1,
+                                   "sample_every": 0, "ckpt_every": 0}, sets)
+    return Trainer(cfg, tmp_path, progress=False)
+
+
+def random_pair(n=2, ca=1, cb=1, size=28, seed=0):
+    """A batch of two image fields, A with ``ca`` channels and B with ``cb``, uniform in [-1, 1]."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return {"A": torch.rand(n, ca, size, size, generator=g) * 2 - 1,
+            "B": torch.rand(n, cb, size, size, generator=g) * 2 - 1}

@@ -11,6 +11,8 @@ from ganforge.cli import main
 from ganforge.errors import ConfigError
 from ganforge.nn.style import ZInput, kl_normal
 
+from conftest import random_pair
+
 TINY = {"g_width": 4, "d_width": 4, "e_width": 4}
 
 
@@ -20,8 +22,7 @@ def model(variant="bicycle", **kw):
 
 
 def batch(n=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"A": torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, "B": torch.rand(n, 3, 28, 28, generator=g) * 2 - 1}
+    return random_pair(n, 1, 3, seed=seed)  # grey digits A, coloured digits B
 
 
 def grad_sum(net):

@@ -7,6 +7,8 @@ import torch
 import ganforge
 from ganforge.nn.style import kl_normal
 
+from conftest import random_pair
+
 TINY = {"g_width": 4, "d_width": 4, "n_res": 1}
 
 
@@ -18,8 +20,7 @@ def m(monkeypatch):
 
 
 def batch(n=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"A": torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, "B": torch.rand(n, 3, 28, 28, generator=g) * 2 - 1}
+    return random_pair(n, 1, 3, seed=seed)  # grey digits A, coloured digits B
 
 
 def no_noise(m, monkeypatch):

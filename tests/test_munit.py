@@ -12,6 +12,8 @@ from ganforge.errors import ConfigError
 from ganforge.metrics.diversity import colour_diversity, l1_diversity
 from ganforge.nn.style import AdaINDecoder, AssignedAdaIN
 
+from conftest import random_pair
+
 TINY = {"g_width": 4, "d_width": 4, "n_res": 1, "mlp_dim": 16}
 
 
@@ -21,8 +23,7 @@ def model(data="digits-color-unpaired", **kw):
 
 
 def batch(n=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"A": torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, "B": torch.rand(n, 3, 28, 28, generator=g) * 2 - 1}
+    return random_pair(n, 1, 3, seed=seed)  # grey digits A, coloured digits B
 
 
 def test_style_reaches_the_decoder_only_through_the_mlps_adain_parameters():

@@ -1,5 +1,6 @@
 """pix2pix and CycleGAN: each paper's defining mechanism, training from the API and the CLI, exact
 resume, translating given images (`ganforge sample --input`) and paired evaluation (`ganforge eval`)."""
+import functools
 import json
 
 import numpy as np
@@ -7,16 +8,14 @@ import pytest
 import torch
 
 import ganforge
-from ganforge import config as C
 from ganforge import losses
 from ganforge.cli import main
 from ganforge.data import DataSpec, spec_of
 from ganforge.errors import ConfigError
 from ganforge.nn import UNetGenerator
 from ganforge.training.checkpoint import load_checkpoint
-from ganforge.training.engine import Trainer
 
-from conftest import SHARED
+from conftest import SHARED, make_trainer, random_pair
 
 # Tiny networks at 32x32 (the U-Net needs a power of two; the digit domains are 28x28 natively).
 P2P = {"g_width": 4, "d_width": 4, "image_size": 32}
@@ -27,16 +26,7 @@ needs_facades = pytest.mark.skipif(not (SHARED / "facades" / "train").is_dir() o
                                    reason=f"facades not found under {SHARED}")
 
 
-def trainer(model, data, tmp_path, **sets):
-    cls = ganforge.registry.get_model_class(model)
-    cfg = C.resolve(cls.defaults, {"model": model, "data": data, "device": "cpu", **QUIET}, sets)
-    return Trainer(cfg, tmp_path, progress=False)
-
-
-def pair_batch(n=2, ca=1, cb=1, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"A": torch.rand(n, ca, size, size, generator=g) * 2 - 1,
-            "B": torch.rand(n, cb, size, size, generator=g) * 2 - 1}
+pair_batch = functools.partial(random_pair, size=32)
 
 
 def same_state(a, b):
@@ -101,7 +91,7 @@ def test_pix2pix_g_loss_is_gan_plus_lambda_l1():
 
 
 def test_pix2pix_l1_alone_trains_no_d_and_d_loss_is_halved(tmp_path):
-    t = trainer("pix2pix", "digits-edges", tmp_path, gan_weight=0.0, batch_size=2, **P2P)
+    t = make_trainer("pix2pix", "digits-edges", tmp_path, gan_weight=0.0, batch_size=2, **P2P)
     assert [p.name for p in t.model.phases()] == ["G"]
     d0 = {k: v.clone() for k, v in t.model.D.state_dict().items()}
     acc = {}
@@ -116,7 +106,7 @@ def test_pix2pix_l1_alone_trains_no_d_and_d_loss_is_halved(tmp_path):
 
 
 def test_pix2pix_g_step_reuses_the_d_steps_output(tmp_path):
-    t = trainer("pix2pix", "digits-edges", tmp_path, batch_size=2, **P2P)
+    t = make_trainer("pix2pix", "digits-edges", tmp_path, batch_size=2, **P2P)
     calls = []
     t.model.G.register_forward_hook(lambda mod, inp, out: calls.append(1))
     t.train_step({})
@@ -131,11 +121,6 @@ def test_pix2pix_direction_auto_is_btoa_on_facades():
     assert cls.data_options({"data": "facades", "direction": "AtoB"}) == {"direction": "AtoB"}
     with pytest.raises(ConfigError, match="direction"):
         cls.data_options({"data": "facades", "direction": "up"})
-
-
-def test_eval_every_is_refused_up_front():
-    with pytest.raises(ConfigError, match="ganforge eval"):
-        ganforge.create("pix2pix", "digits-edges", eval_every=5, **P2P)
 
 
 def test_data_kinds_and_spec():
@@ -253,7 +238,7 @@ def test_cyclegan_unet_generators():
 
 
 def test_cyclegan_d_trains_on_the_pool(tmp_path):
-    t = trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=1, pool_size=2, jitter=False, **CYC)
+    t = make_trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=1, pool_size=2, jitter=False, **CYC)
     m, seen, judged = t.model, [], []
     query = m.pool_B.query
 
@@ -276,7 +261,7 @@ def test_cyclegan_d_trains_on_the_pool(tmp_path):
 
 
 def test_cyclegan_unpaired_domains_shuffle_independently(tmp_path):
-    t = trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=8, jitter=False, **CYC)
+    t = make_trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=8, jitter=False, **CYC)
     m, batches = t.model, []
     step = m.g_step
     m.g_step = lambda batch: (batches.append({k: v.clone() for k, v in batch.items()}), step(batch))[1]
@@ -300,7 +285,7 @@ def test_cyclegan_unpaired_domains_shuffle_independently(tmp_path):
 
 
 def test_cyclegan_lr_is_constant_then_decays_to_zero(tmp_path):
-    t = trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=1, steps=4, **CYC)
+    t = make_trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=1, steps=4, **CYC)
     assert t.cfg["lr_decay"] == 0.5
     lrs = []
     for _ in range(4):
@@ -323,12 +308,12 @@ def test_jitter_by_size_unless_set(tmp_path, model):
     # Off on the 28x28 digit domains (a flip mirrors a digit, the resize greys the binary edge maps),
     # on from 64x64 up (the papers' photographs); a setting wins; nonsense is one line.
     data = "digits-edges" + ("-unpaired" if model == "cyclegan" else "")
-    assert trainer(model, data, tmp_path / "a").model.loader_augment() is None
-    assert trainer(model, data, tmp_path / "b", image_size=64).model.loader_augment() is not None
-    assert trainer(model, data, tmp_path / "c", jitter=True).model.loader_augment() is not None
-    assert trainer(model, data, tmp_path / "d", image_size=64, jitter=False).model.loader_augment() is None
+    assert make_trainer(model, data, tmp_path / "a").model.loader_augment() is None
+    assert make_trainer(model, data, tmp_path / "b", image_size=64).model.loader_augment() is not None
+    assert make_trainer(model, data, tmp_path / "c", jitter=True).model.loader_augment() is not None
+    assert make_trainer(model, data, tmp_path / "d", image_size=64, jitter=False).model.loader_augment() is None
     with pytest.raises(ConfigError, match="jitter must be true, false or auto"):
-        trainer(model, data, tmp_path / "e", jitter="sometimes").model.loader_augment()
+        make_trainer(model, data, tmp_path / "e", jitter="sometimes").model.loader_augment()
 
 
 @pytest.mark.parametrize("model,data,sets", RUNS, ids=[r[0] for r in RUNS])
@@ -371,14 +356,14 @@ def test_cyclegan_on_unpaired_facades_is_measured_on_the_test_pairs(tmp_path):
 
 
 def test_facades_direction_reaches_the_data(tmp_path):
-    t = trainer("pix2pix", "facades[:4]", tmp_path, batch_size=1, **P2P)
+    t = make_trainer("pix2pix", "facades[:4]", tmp_path, batch_size=1, **P2P)
     assert t.cfg["direction"] == "auto" and "swapped" in t.raw.note  # label map -> photo
-    t = trainer("pix2pix", "facades[:4]", tmp_path, batch_size=1, direction="AtoB", **P2P)
+    t = make_trainer("pix2pix", "facades[:4]", tmp_path, batch_size=1, direction="AtoB", **P2P)
     assert "swapped" not in t.raw.note
 
 
 def test_sample_grid_is_input_output_target(tmp_path):
-    t = trainer("pix2pix", "digits-edges", tmp_path, batch_size=2, **P2P)
+    t = make_trainer("pix2pix", "digits-edges", tmp_path, batch_size=2, **P2P)
     images, nrow = t.model.sample_grid(12)
     assert nrow == 3 and images.shape == (12, 1, 32, 32)
     # the first test images, never trained on

@@ -6,26 +6,15 @@ import pytest
 import torch
 
 import ganforge
-from ganforge import config as C
 from ganforge.cli import main
 from ganforge.data import load_data
 from ganforge.errors import ConfigError
-from ganforge.training.engine import Trainer
+
+from conftest import make_trainer, random_pair
 
 TINY = {"g_width": 4, "d_width": 4}
-QUIET = {"log_every": 1, "sample_every": 0, "ckpt_every": 0}
 
 
-def trainer(model, data, tmp_path, **sets):
-    cls = ganforge.registry.get_model_class(model)
-    cfg = C.resolve(cls.defaults, {"model": model, "data": data, "device": "cpu", **QUIET}, sets)
-    return Trainer(cfg, tmp_path, progress=False)
-
-
-def batch(n=4, ca=1, cb=1, size=28, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"A": torch.rand(n, ca, size, size, generator=g) * 2 - 1,
-            "B": torch.rand(n, cb, size, size, generator=g) * 2 - 1}
 
 
 def grads(net):
@@ -46,7 +35,7 @@ def test_cogan_shares_g_first_and_d_last_layers(part):
     # the shared layers learn from both domains' losses; each domain's own layers from its own only
     own = "head" if part == "G" else "tail"
     for model in (shared, apart):
-        x = batch(4)
+        x = random_pair(4)
         out = {}
         for d in "AB":
             model.zero_grad()
@@ -67,7 +56,7 @@ def test_cogan_shares_g_first_and_d_last_layers(part):
 
 
 def test_cogan_trains_and_samples_pairs_from_one_z(tmp_path):
-    t = trainer("cogan", "digits-negative-unpaired", tmp_path, z_dim=8, batch_size=8, steps=2, **TINY)
+    t = make_trainer("cogan", "digits-negative-unpaired", tmp_path, z_dim=8, batch_size=8, steps=2, **TINY)
     t.fit()
     m = t.model
     assert not any(k.startswith("G.trunk_") for k in m.state_dict())  # shared: held once
@@ -147,7 +136,7 @@ def test_unit_encoders_and_generators_share_their_high_level_layers():
     apart = ganforge.create("unit", "digits-edges-unpaired", share=False, **TINY)
     assert apart.E_A.shared is not apart.E_B.shared and apart.G_A.shared is not apart.G_B.shared
     # A -> B is G_B(E_A(a)), through the shared code
-    x = batch(2)["A"]
+    x = random_pair(2)["A"]
     with torch.no_grad():
         m.eval()
         assert torch.allclose(m.translate(x, "AtoB"), m.G_B(m.E_A(x)))
@@ -158,7 +147,7 @@ def test_unit_kl_and_cycle_terms_by_hand(monkeypatch):
     torch.manual_seed(0)
     m = ganforge.create("unit", "digits-edges-unpaired", **TINY)
     monkeypatch.setattr(m, "randn", lambda n, *shape, **kw: torch.zeros(n, *shape))  # z = mu: replayable
-    x = batch(3, seed=1)
+    x = random_pair(3, seed=1)
     t = m.g_terms(x)
     a, b = x["A"], x["B"]
     with torch.no_grad():
@@ -182,7 +171,7 @@ def test_unit_kl_and_cycle_terms_by_hand(monkeypatch):
 
 # ---------------------------------------------------------------------------- DualGAN
 def test_dualgan_clips_its_critics_and_uses_rmsprop(tmp_path):
-    t = trainer("dualgan", "digits-edges-unpaired", tmp_path, steps=1, **TINY)
+    t = make_trainer("dualgan", "digits-edges-unpaired", tmp_path, steps=1, **TINY)
     m = t.model
     crit = lambda: list(itertools.chain(m.D_A.parameters(), m.D_B.parameters()))  # noqa: E731
     assert max(float(p.detach().abs().max()) for p in crit()) > m.cfg["clip"]  # initialised beyond c
@@ -199,7 +188,7 @@ def test_dualgan_clips_its_critics_and_uses_rmsprop(tmp_path):
 def test_dualgan_loss_weights_the_two_reconstructions():
     torch.manual_seed(0)
     m = ganforge.create("dualgan", "digits-edges-unpaired", dropout=0.0, **TINY)
-    x = batch(2)
+    x = random_pair(2)
     m.eval()  # batch norm on running statistics: the same outputs on every call
     with torch.no_grad():
         t = m.g_terms(x)
@@ -216,7 +205,7 @@ def test_discogan_two_reconstruction_terms_and_no_skips():
     m = ganforge.create("discogan", "digits-edges-unpaired", **TINY)
     assert not m.G_AB.skips and not m.G_BA.skips  # encoder-decoders, no U-Net shortcut
     m.eval()
-    x = batch(3)
+    x = random_pair(3)
     with torch.no_grad():
         t = m.g_terms(x)
         assert torch.allclose(t["CONST_A"], (m.G_BA(m.G_AB(x["A"])) - x["A"]).pow(2).mean())

@@ -84,7 +84,6 @@ class BicycleGAN(Multimodal, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         if c["variant"] not in VARIANTS:
             raise ConfigError(f"variant must be one of {', '.join(VARIANTS)}, got {c['variant']!r}")
         for k in ("lambda_l1", "lambda_kl", "lambda_z"):

@@ -52,7 +52,6 @@ class ContextEncoder(Restorer, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         if c["mask"] not in MASKS:
             raise ConfigError(f"mask must be one of {', '.join(MASKS)}, got {c['mask']!r}")
         if c["lambda_rec"] < 0 or c["lambda_adv"] < 0 or c["overlap_weight"] < 0:

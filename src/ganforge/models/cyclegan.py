@@ -53,7 +53,6 @@ class CycleGAN(TwoWay, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         in_ch, out_ch = self.in_out()
         if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id")):
             raise ConfigError("lambda_cyc, lambda_A, lambda_B and lambda_id must be >= 0")

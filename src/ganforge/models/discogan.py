@@ -42,7 +42,6 @@ class DiscoGAN(TwoWay, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         if c["lambda_recon"] < 0:
             raise ConfigError(f"lambda_recon must be >= 0, got {c['lambda_recon']}")
         in_ch, out_ch = self.in_out()

@@ -58,7 +58,6 @@ class DRIT(Multimodal, TwoWay, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         for k in ("lambda_content", "lambda_cc", "lambda_rec", "lambda_lr", "lambda_kl"):
             if c[k] < 0:
                 raise ConfigError(f"{k} must be >= 0, got {c[k]}")

@@ -43,7 +43,6 @@ class DualGAN(TwoWay, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         if c["loss"] != "wasserstein":
             raise ConfigError(f"dualgan's critics are Wasserstein critics with clipped weights; loss={c['loss']!r} "
                               "does not apply (use cyclegan for other objectives)")

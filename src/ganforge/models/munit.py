@@ -70,7 +70,6 @@ class MUNIT(Multimodal, TwoWay, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         for k in ("lambda_x", "lambda_c", "lambda_s", "lambda_cyc"):
             if c[k] < 0:
                 raise ConfigError(f"{k} must be >= 0, got {c[k]}")

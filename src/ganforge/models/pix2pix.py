@@ -45,7 +45,6 @@ class Pix2Pix(Translator, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         if c["lambda_l1"] < 0 or c["gan_weight"] < 0:
             raise ConfigError("lambda_l1 and gan_weight must be >= 0")
         if not c["lambda_l1"] and not c["gan_weight"]:

@@ -53,11 +53,6 @@ class Restorer:
         # The model reads field B; BtoA makes the pairs' A side field B.
         return {"direction": "BtoA" if side == "A" else "AtoB"}
 
-    def check_settings(self) -> None:
-        if self.cfg.get("eval_every"):
-            raise ConfigError(f"{self.name} is measured on held-out images by `ganforge eval RUN` (psnr, ssim, kid, "
-                              "beside its baseline); eval_every does not apply to it")
-
     @staticmethod
     def real(batch: dict) -> torch.Tensor:
         """The batch's images: ``x`` of plain data, field ``B`` of grouped data (see data_options)."""

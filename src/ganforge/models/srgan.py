@@ -145,7 +145,6 @@ class SRResNet(Restorer, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         if c["adv_weight"] < 0:
             raise ConfigError(f"adv_weight must be >= 0, got {c['adv_weight']}")
         if c["content_net"] not in CONTENT_NETS:

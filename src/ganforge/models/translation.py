@@ -41,13 +41,6 @@ class Translator:
             d = "BtoA" if parse_name(cfg["data"])[0] == "facades" else "AtoB"
         return {"direction": d}
 
-    def check_settings(self) -> None:
-        """Refuse what a translator cannot do, at build time rather than mid-run."""
-        if self.cfg.get("eval_every"):
-            # The engine's evaluator draws samples from noise; translators are measured on test pairs.
-            raise ConfigError(f"{self.name} is measured on its test pairs by `ganforge eval RUN` (l1, psnr, ssim); "
-                              "eval_every does not apply to it")
-
     def patch_layers(self) -> int:
         """``d_layers``, or by size when unset (None): 3 (the 70x70 PatchGAN) from 64x64 up, else 2.
         At 28x28, 3 layers leave D's instance norms 3x3 and 2x2 maps, which they all but erase

@@ -121,7 +121,6 @@ class UNIT(TwoWay, GANModel):
 
     def build(self):
         c, s = self.cfg, self.spec
-        self.check_settings()
         if c.get("ema"):
             raise ConfigError("unit's encoders and generators share layers, so it keeps no EMA copies: --set ema=0")
         if not isinstance(c["share"], bool):
