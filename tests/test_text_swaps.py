@@ -100,3 +100,63 @@ def test_d_norm_layer_judges_each_image_on_its_own(data):
         assert not torch.allclose(b.D(x, e)[:4], b.D(x[:4], e[:4]), atol=1e-5)  # batch norm: it does
     with pytest.raises(ConfigError, match="d_norm"):
         ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, d_norm="group")
+
+
+def test_digit_swap_sets_the_share_of_digit_word_swaps(data):
+    tok = pick_captions(data.groups["data"]["tokens"][:64], torch.Generator().manual_seed(0))
+    digits = swap_groups(data.vocab)[0]
+    assert set(digits.tolist()) == {data.vocab.index[w] for w in DIGIT_WORDS}
+
+    def digit_share(p):
+        m = ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, cls_swap=1.0, digit_swap=p)
+        seen = []
+        embed = m.embed
+        m.embed = lambda t: (seen.append(t), embed(t))[1]
+        torch.manual_seed(0)
+        m.mismatched(embed(tok), tok)
+        changed = seen[0] != tok  # one word per caption
+        return torch.isin(tok[changed], digits).float().mean().item()
+
+    assert digit_share(1.0) == 1.0
+    assert digit_share(0.0) == 0.0  # every caption here has a colour word to swap instead
+    assert 0.05 < digit_share(-1) < 0.5  # uniform over the 2-4 groups a caption has
+    with pytest.raises(ConfigError, match="digit_swap"):
+        ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, digit_swap=1.5)
+
+
+def test_emb_noise_perturbs_only_gs_training_condition(data):
+    m = ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, emb_noise=0.3)
+    g = data.groups["data"]
+    batch = {"x": g["x"][:8].float() / 127.5 - 1, "tokens": g["tokens"][:8].long()}
+    seen_g, seen_d = [], []
+    m.G.register_forward_pre_hook(lambda mod, args: seen_g.append(args[1]))
+    m.D.register_forward_pre_hook(lambda mod, args: seen_d.append(args[1]))
+    torch.manual_seed(0)
+    m.cfg["int"] = False
+    m.g_step(batch)
+    (eg,), (ed,) = seen_g, seen_d
+    assert 0.2 < (eg - ed).std().item() < 0.4  # G sees e + 0.3 * eps, D the caption's own e
+    m.cfg["emb_noise"] = 0.0
+    seen_g.clear(), seen_d.clear()
+    m.g_step(batch)
+    assert torch.equal(seen_g[0], seen_d[0])
+    with pytest.raises(ConfigError, match="emb_noise"):
+        ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, emb_noise=-0.1)
+
+
+def test_g_first_norm_unit_removes_a_template_shared_by_the_batch(data):
+    """g_first_norm=unit: G's first layer is normalised per unit (channel and position) over the
+    batch, so an input part that every sample shares (here the same shift of every sample's compressed
+    embedding: a fixed template after the first layer) cannot reach the image; with DCGAN's per-channel
+    batch norm it does, and it drowns z's share of the first layer's statistics."""
+    z = torch.randn(8, TINY_TEXT["z_dim"])
+    for norm, removed in (("unit", True), ("channel", False)):
+        torch.manual_seed(0)
+        m = ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, g_first_norm=norm).train()
+        with torch.no_grad():
+            t = m.G.proj(torch.randn(8, m.e_dim))
+            before = m.G.net(torch.cat([z, t], 1))
+            after = m.G.net(torch.cat([z, t + 3 * torch.rand(t.shape[1])], 1))  # the same shift for all
+        assert torch.allclose(before, after, atol=1e-4) == removed, norm
+    with pytest.raises(ConfigError, match="g_first_norm"):
+        ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, g_first_norm="layer")

@@ -280,13 +280,23 @@ class TextProjection(nn.Sequential):
 class TextG(nn.Module):
     """G(z, e): the compressed embedding joined to z, then the DCGAN generator."""
 
-    def __init__(self, e_dim: int, t_dim: int, z_dim: int, channels: int, image_size: int, width: int):
+    def __init__(self, e_dim: int, t_dim: int, z_dim: int, channels: int, image_size: int, width: int,
+                 first_norm: str = "channel"):
         super().__init__()
         from .nn import DCGANGenerator, dcgan_init
 
         self.proj = TextProjection(e_dim, t_dim)
         dcgan_init(self.proj)
         self.net = DCGANGenerator(z_dim + t_dim, channels, image_size, width)
+        if first_norm == "unit":
+            # Batch statistics per unit of the projected map (each channel at each position), not per
+            # channel over positions: a part of the first layer's output that is the same for every
+            # sample (a fixed template, e.g. from the compressed embedding's mean) is removed.
+            fc, view, bn = self.net.net[0], self.net.net[1], self.net.net[2]
+            unit = nn.BatchNorm1d(fc.out_features)
+            dcgan_init(unit)
+            self.net.net[0] = nn.Sequential(fc, unit)
+            self.net.net[2] = nn.Identity()
 
     def forward(self, z, e):
         return self.net(torch.cat([z, self.proj(e)], 1))

@@ -17,7 +17,11 @@ feature map. Two changes to the objective make up the name:
 ``--set cls=false`` / ``int=false`` give the paper's GAN, GAN-CLS and GAN-INT ablations. On the
 digit caption sets half of D's mismatched texts are, by default, the image's own caption with one
 word swapped (``cls_swap``; 0 is the paper's), so that D must check the digit and not only the
-colours; ``d_norm`` picks D's normalisation (batch, as in the paper; layer; none).
+colours; ``d_norm`` picks D's normalisation (batch, as in the paper; layer; none). Probes of the
+shape collapse on ``mnist-captions`` (docs/text.md), all off by default: ``digit_swap`` (the share of
+swapped mismatches that swap the digit word), ``emb_noise`` (G trained on e + sigma * eps, a CA-like
+noisy condition without the KL) and ``g_first_norm=unit`` (G's first batch norm per unit, which
+removes a template shared by the whole batch).
 Captions come from a captioned data set (``mnist-captions``, ``digits-captions``,
 ``captions:PATH``); ``ganforge sample RUN --text "a thick blue three on yellow"`` draws from one.
 """
@@ -53,6 +57,8 @@ class TextConditional:
             raise ConfigError(f"d_norm must be batch, layer or none, got {c['d_norm']!r}")
         if not 0.0 <= c["cls_swap"] <= 1.0:
             raise ConfigError(f"cls_swap must lie in [0, 1], got {c['cls_swap']}")
+        if not (c["digit_swap"] == -1 or 0.0 <= c["digit_swap"] <= 1.0):
+            raise ConfigError(f"digit_swap must lie in [0, 1] (or -1: uniform over the word groups), got {c['digit_swap']}")
         if c["pretrained_embeddings"]:
             # The data's published embeddings stand in for psi: no encoder, no vocabulary; samples
             # without a batch are drawn from a bank of training embeddings.
@@ -163,8 +169,14 @@ class TextConditional:
         if tokens is None or share <= 0 or not groups:
             return wrong
         neg, mask = swapped_captions(tokens, groups)  # (G, N, L), (G, N)
-        # one existing swap per item, drawn uniformly among the groups its caption has words of
-        pick = (torch.rand(mask.shape, device=mask.device) * mask).argmax(0)
+        # one existing swap per item, drawn uniformly among the groups its caption has words of, or,
+        # with digit_swap = p >= 0, the digit word with probability p (groups[0] is the digits')
+        key = torch.rand(mask.shape, device=mask.device) * mask
+        p = self.cfg["digit_swap"]
+        if p >= 0 and len(groups) > 1:
+            digit = (torch.rand(mask.shape[1], device=mask.device) < p) & mask[0]
+            key[0] = torch.where(digit, 2.0, torch.where(mask[1:].any(0), 0.0, key[0]))
+        pick = key.argmax(0)
         rows = torch.arange(len(tokens), device=tokens.device)
         swapped = self.embed(neg[pick, rows])
         use = (torch.rand(len(e), device=e.device) < share) & mask.any(0)
@@ -216,7 +228,8 @@ class TextConditional:
 
 
 TEXT_DEFAULTS = {**ENCODER_DEFAULTS, "text_encoder": "", "pretrained_embeddings": False, "emb_dim": 1024,
-                 "t_dim": 128, "cls": True, "cls_swap": 0.5, "d_norm": "batch"}
+                 "t_dim": 128, "cls": True, "cls_swap": 0.5, "digit_swap": -1.0,
+                 "d_norm": "batch"}
 
 
 @register
@@ -227,14 +240,19 @@ class GANINTCLS(TextConditional, GANModel):
     year = 2016
     # t_dim: the compressed embedding (128 in the paper); int_beta: the interpolation's beta.
     defaults = {**TEXT_DEFAULTS, "z_dim": 100, "g_width": 64, "d_width": 64, "loss": "nonsaturating",
-                "int": True, "int_beta": 0.5}
+                "int": True, "int_beta": 0.5, "emb_noise": 0.0, "g_first_norm": "channel"}
 
     def build(self):
         c, s = self.cfg, self.spec
         if not 0.0 <= c["int_beta"] <= 1.0:
             raise ConfigError(f"int_beta must lie in [0, 1], got {c['int_beta']}")
+        if c["g_first_norm"] not in ("channel", "unit"):
+            raise ConfigError(f"g_first_norm must be channel or unit, got {c['g_first_norm']!r}")
+        if not c["emb_noise"] >= 0.0:
+            raise ConfigError(f"emb_noise must be >= 0, got {c['emb_noise']}")
         self.build_text()
-        self.G = TextG(self.e_dim, c["t_dim"], c["z_dim"], s.channels, s.image_size, c["g_width"])
+        self.G = TextG(self.e_dim, c["t_dim"], c["z_dim"], s.channels, s.image_size, c["g_width"],
+                       c["g_first_norm"])
         self.D = TextD(self.e_dim, c["t_dim"], s.channels, s.image_size, c["d_width"], c["d_norm"])
 
     def phases(self):
@@ -244,9 +262,14 @@ class GANINTCLS(TextConditional, GANModel):
     def generate(self, inputs: dict, net=None):
         return (net or self.G)(inputs["z"], self.text_embedding(inputs))
 
+    def noisy(self, e: torch.Tensor) -> torch.Tensor:
+        """G's training condition: e + emb_noise * eps, eps ~ N(0, I) (0: the paper's exact e)."""
+        s = self.cfg["emb_noise"]
+        return e + s * torch.randn_like(e) if s > 0 else e
+
     def d_step(self, batch):
         real, (e, tokens) = batch["x"], self.batch_text(batch)
-        fake = self.G(self.randn(len(real), self.cfg["z_dim"]), e)
+        fake = self.G(self.randn(len(real), self.cfg["z_dim"]), self.noisy(e))
         out = {}
         loss = self.matching_aware_d_loss(self.D, real, fake, e, out, tokens=tokens)
         return {"loss": loss, **out}
@@ -254,12 +277,12 @@ class GANINTCLS(TextConditional, GANModel):
     def g_step(self, batch):
         e = self.batch_embedding(batch)
         n = len(e)
-        loss = self.g_adversarial(self.D(self.G(self.randn(n, self.cfg["z_dim"]), e), e))
+        loss = self.g_adversarial(self.D(self.G(self.randn(n, self.cfg["z_dim"]), self.noisy(e)), e))
         out = {}
         if self.cfg["int"]:
             # Interpolated captions have no real image; G must fool D with them too.
             b = self.cfg["int_beta"]
             e_int = b * e + (1 - b) * e.roll(1, 0)
-            l_int = self.g_adversarial(self.D(self.G(self.randn(n, self.cfg["z_dim"]), e_int), e_int))
+            l_int = self.g_adversarial(self.D(self.G(self.randn(n, self.cfg["z_dim"]), self.noisy(e_int)), e_int))
             loss, out["L_int"] = loss + l_int, l_int.detach()
         return {"loss": loss, **out}
