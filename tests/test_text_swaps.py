@@ -3,23 +3,13 @@ import pytest
 import torch
 
 import ganforge
-from ganforge.data import load_data
 from ganforge.data.captions import DIGIT_WORDS, Vocabulary
 from ganforge.data.translation import COLOR_NAMES
 from ganforge.errors import ConfigError
 from ganforge.text import pick_captions, swap_groups, swap_loss, swapped_captions, train_encoder
 
-from test_text_models import TINY_TEXT
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_data("digits-captions[:64]")
+# The same fixtures as the model tests: encoders cached away from the user's cache, 64 captioned digits.
+from test_text_models import TINY_TEXT, _cache, data  # noqa: F401
 
 
 def test_swapped_captions_change_one_word_for_another_of_its_group(data):
