@@ -324,3 +324,14 @@ def test_models_measured_after_training_refuse_eval_every(name, data):
     # The engine's evaluator draws samples from noise; these models are measured by their own protocol.
     with pytest.raises(ConfigError, match="ganforge eval RUN"):
         ganforge.create(name, data, eval_every=5)
+
+
+def test_format_result_shows_every_metric_and_no_counts():
+    rec = {"time": "t", "step": 3, "data": "mnist", "n": 100, "seed": 0, "n_ref": 5, "net": "G", "baseline": None,
+           "fd": 1.5, "kid": 2.0, "kid_std": 0.1, "kid_subset": 1000, "classes": 9, "n_classes": 10,
+           "diversity_colour": 0.25, "diversity_styles": 8, "n_test": 52000, "knn_n_query": 100, "text_n": 5,
+           "BtoA_l1": 0.2, "BtoA_kid": 3.0, "BtoA_kid_std": 0.2, "bicubic_psnr": 20.0, "confident_pairs": None}
+    rows = {line.split("  ")[0].strip(): line.split("  ", 1)[1].strip()
+            for line in E.format_result(rec).splitlines()[2:]}
+    assert rows == {"fd": "1.5", "kid": "2 +- 0.1", "classes": "9 / 10", "diversity_colour": "0.25",
+                    "BtoA l1": "0.2", "BtoA kid": "3 +- 0.2", "bicubic psnr": "20"}

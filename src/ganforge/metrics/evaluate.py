@@ -470,8 +470,14 @@ class Evaluator:
 
 
 # Numbers in an eval record that describe how it was measured, not what: not shown as metrics.
-RECORD_COUNTS = frozenset({"step", "n", "seed", "n_ref", "kid_subset", "prdc_n", "eval_seconds", "diversity_styles",
-                           "text_n", "n_classes", "n_modes"})
+# Besides these, every count: a key ``n``, ``n_...``, ``..._n`` or ``..._n_...`` (n_ref, text_n, knn_n_query).
+RECORD_SETTINGS = frozenset({"step", "seed", "kid_subset", "eval_seconds", "diversity_styles"})
+
+
+def _is_count(key: str) -> bool:
+    return key in RECORD_SETTINGS or key == "n" or key.startswith("n_") or key.endswith("_n") or "_n_" in key
+
+
 # Prefixes of a record's keys that name another output measured beside the model's: a two-way
 # translator's second direction (run_eval) and a restorer's baseline.
 RECORD_PREFIXES = ("BtoA_", "bicubic_", "mean_fill_")
@@ -489,7 +495,7 @@ def format_result(record: dict) -> str:
     for key, value in record.items():
         prefix = next((p for p in RECORD_PREFIXES if key.startswith(p)), "")
         k = key[len(prefix):]
-        if (not isinstance(value, (int, float)) or isinstance(value, bool) or k in RECORD_COUNTS
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or _is_count(k)
                 or (k.endswith("_std") and prefix + k[:-4] in record)):
             continue
         v = fmt(value)
