@@ -40,3 +40,23 @@ def random_pair(n=2, ca=1, cb=1, size=28, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {"A": torch.rand(n, ca, size, size, generator=g) * 2 - 1,
             "B": torch.rand(n, cb, size, size, generator=g) * 2 - 1}
+
+
+def assert_same_checkpoint(a, b, *also):
+    """Two loaded checkpoints hold the same step, model state and optimizer state, bit for bit (and
+    equal ``also`` entries, e.g. "loader", "grown"): what an exact resume must give."""
+    import torch
+
+    assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        va, vb = a["model"][k], b["model"][k]
+        assert (torch.equal(va, vb) if torch.is_tensor(va) else repr(va) == repr(vb)), f"model {k} differs"
+    for name in a["optimizers"]:
+        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
+        assert sa.keys() == sb.keys()
+        for i in sa:
+            for k, v in sa[i].items():
+                assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb[i][k])), f"optimizer {name} {k} differs"
+    for key in also:
+        assert repr(a[key]) == repr(b[key]), f"{key} differs"

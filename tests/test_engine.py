@@ -16,7 +16,7 @@ from ganforge.training.engine import Trainer, build_model, run_config
 from ganforge import config as C
 from ganforge.registry import get_model_class
 
-from conftest import QUIET, TINY_DCGAN, TINY_GAN
+from conftest import QUIET, TINY_DCGAN, TINY_GAN, assert_same_checkpoint
 
 
 def make_trainer(tmp_path, model="dcgan", **over):
@@ -72,17 +72,6 @@ def _weights(run):
     return load_checkpoint(run / "checkpoints" / "last.pt")
 
 
-def _same_state(a, b):
-    assert a["step"] == b["step"]
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), f"model tensor {k} differs"
-    for name in a["optimizers"]:
-        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
-        for i in sa:
-            for k, v in sa[i].items():
-                assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb[i][k])), f"optimizer {name} {k} differs"
-
-
 @pytest.mark.parametrize("model,extra", [("dcgan", {}), ("gan", {"ema": 0.9}), ("dcgan", {"n_critic": 2})])
 def test_resume_is_bit_exact(tmp_path, model, extra):
     tiny = TINY_DCGAN if model == "dcgan" else TINY_GAN
@@ -91,7 +80,7 @@ def test_resume_is_bit_exact(tmp_path, model, extra):
     ganforge.train(model, out=tmp_path / "one", steps=8, **kw)
     ganforge.train(model, out=tmp_path / "two", steps=4, **kw)
     ganforge.train(resume=tmp_path / "two", steps=8, progress=False)
-    _same_state(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    assert_same_checkpoint(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
     rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4, 6, 8]
 
@@ -210,7 +199,7 @@ def test_lr_decay_schedules_every_optimizer_and_survives_an_interrupted_run(tmp_
         part.step += 1
     part.save_checkpoint()
     ganforge.train(resume=tmp_path / "two", progress=False)
-    _same_state(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    assert_same_checkpoint(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
 
 
 @pytest.mark.parametrize("key,value", [("lr_decay", 1.5), ("lr_decay", -0.1), ("r1_gamma", -1.0), ("lr_decay", "x")])

@@ -16,7 +16,7 @@ from ganforge.nn.progressive import (EqualizedConv2d, EqualizedLinear, Minibatch
 from ganforge.training import load_run
 from ganforge.training.checkpoint import load_checkpoint
 
-from conftest import QUIET
+from conftest import QUIET, assert_same_checkpoint
 
 TINY = {"fmap_base": 64, "fmap_max": 16, "z_dim": 8}
 
@@ -151,18 +151,6 @@ def test_image_size_must_be_a_power_of_two(tmp_path):
         tiny(batch_sizes={5: 16})
 
 
-def _same_state(a, b):
-    assert a["step"] == b["step"] and a["grown"] == b["grown"]
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), f"model tensor {k} differs"
-    for name in a["optimizers"]:
-        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
-        assert sa.keys() == sb.keys()
-        for i in sa:
-            for k, v in sa[i].items():
-                assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb[i][k])), f"optimizer {name} {k} differs"
-
-
 # 4x4: steps 0-2 (batch 20); 8x8: fade 3-8, stable 9-14; 16x16: fade 15-20, then stable (batch 10)
 GROW = {**QUIET, **TINY, "fade_images": 60, "stage_images": 60, "batch_sizes": {4: 20, 8: 10, 16: 10}, "ema": 0.9}
 
@@ -177,7 +165,7 @@ def test_resume_mid_fade_and_across_stage_boundaries_is_bit_exact(tmp_path, mode
     ganforge.train(resume=tmp_path / "two", steps=17, progress=False)  # through 16x16's fade start, mid-fade
     one, two = (load_checkpoint(tmp_path / r / "checkpoints" / "last.pt") for r in ("one", "two"))
     assert one["grown"] == [0, 3, 9, 15]
-    _same_state(one, two)
+    assert_same_checkpoint(one, two, "grown")
     # a run stopped mid-fade samples at its stage
     run = load_run(tmp_path / "two")
     g, g_ema = (run.G.synthesis, run.G_ema.synthesis) if model == "stylegan" else (run.G, run.G_ema)
