@@ -79,8 +79,7 @@ class BicycleGAN(Multimodal, GANModel):
 
     def sized(self, key: str):
         """Setting ``key`` as set, or by image size when unset (``SIZED``)."""
-        v = self.cfg[key]
-        return v if v is not None else self.SIZED[key][self.spec.image_size >= 64]
+        return self.by_size(key, *self.SIZED[key])
 
     def build(self):
         c, s = self.cfg, self.spec

@@ -69,7 +69,7 @@ class DRIT(Multimodal, TwoWay, GANModel):
         big = s.image_size >= 64
         gw = c["g_width"] or (64 if big else 16)
         dw = c["d_width"] or (64 if big else 16)
-        n_res = c["n_res"] if c["n_res"] is not None else (4 if big else 2)
+        n_res = self.by_size("n_res", 2, 4)
         in_a, in_b = self.in_out()
         self.E_c = SharedContentEncoder(in_a, in_b, gw, c["n_down"], n_res)
         cc, nz = self.E_c.out_channels, c["style_dim"]

@@ -61,12 +61,9 @@ class MUNIT(Multimodal, TwoWay, GANModel):
     directions = {"AtoB": "G_B", "BtoA": "G_A"}
 
     def _size_defaults(self) -> dict:
-        big = self.spec.image_size >= 64
-        c = self.cfg
-        pick = (lambda k, small, large: c[k] if c[k] is not None else (large if big else small))  # noqa: E731
-        return {"g_width": pick("g_width", 16, 64), "d_width": pick("d_width", 16, 64),
-                "n_res": pick("n_res", 2, 4), "mlp_dim": pick("mlp_dim", 64, 256),
-                "d_layers": pick("d_layers", 2, 4), "d_scales": pick("d_scales", 2, 3)}
+        return {"g_width": self.by_size("g_width", 16, 64), "d_width": self.by_size("d_width", 16, 64),
+                "n_res": self.by_size("n_res", 2, 4), "mlp_dim": self.by_size("mlp_dim", 64, 256),
+                "d_layers": self.by_size("d_layers", 2, 4), "d_scales": self.by_size("d_scales", 2, 3)}
 
     def build(self):
         c, s = self.cfg, self.spec

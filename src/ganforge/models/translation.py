@@ -45,8 +45,13 @@ class Translator:
         """``d_layers``, or by size when unset (None): 3 (the 70x70 PatchGAN) from 64x64 up, else 2.
         At 28x28, 3 layers leave D's instance norms 3x3 and 2x2 maps, which they all but erase
         (a 1x1 map normalises to zero): D goes blind and G is free to hide its input in noise."""
-        n = self.cfg["d_layers"]
-        return n if n is not None else (3 if self.spec.image_size >= 64 else 2)
+        return self.by_size("d_layers", 2, 3)
+
+    def by_size(self, key: str, small, large):
+        """Setting ``key`` as set, or when unset (None) by image size: ``large`` (the papers' value,
+        for their 256x256 images) from 64x64 up, ``small`` below."""
+        v = self.cfg[key]
+        return v if v is not None else (large if self.spec.image_size >= 64 else small)
 
     def in_out(self) -> tuple[int, int]:
         """Channels of A and of B (which may differ)."""
