@@ -47,6 +47,15 @@ def test_levels_are_checked():
         tiny(levels=0)
 
 
+def test_the_coarsest_generator_has_batch_norm_unless_set_to_the_papers_plain_mlp():
+    # Without it the 7x7 MLP GAN collapsed to one image on MNIST (docs/conditioned.md).
+    norms = lambda m: [l for l in m.G.levels[m.K].modules() if isinstance(l, torch.nn.BatchNorm1d)]  # noqa: E731
+    assert len(norms(tiny())) == 2
+    assert norms(tiny(coarse_norm="none")) == []
+    with pytest.raises(ConfigError, match="coarse_norm"):
+        tiny(coarse_norm="layer")
+
+
 def test_each_finer_level_is_conditioned_on_the_upsampled_coarser_real_image(batch):
     torch.manual_seed(0)
     m = tiny()

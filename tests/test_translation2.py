@@ -174,13 +174,13 @@ def test_dualgan_clips_its_critics_and_uses_rmsprop(tmp_path):
     t = make_trainer("dualgan", "digits-edges-unpaired", tmp_path, steps=1, **TINY)
     m = t.model
     crit = lambda: list(itertools.chain(m.D_A.parameters(), m.D_B.parameters()))  # noqa: E731
-    assert max(float(p.detach().abs().max()) for p in crit()) > m.cfg["clip"]  # initialised beyond c
+    assert max(float(p.detach().abs().max()) for p in crit()) > m.sized("clip")  # initialised beyond c
     assert all(isinstance(o, torch.optim.RMSprop) for o in m.optimizers().values())
     (d, g) = m.phases()
     assert d.name == "D" and d.repeats == 2 and d.fresh and g.name == "G"
     t.fit()
-    assert max(float(p.detach().abs().max()) for p in crit()) <= m.cfg["clip"] + 1e-9
-    assert max(float(p.detach().abs().max()) for p in m.G_AB.parameters()) > m.cfg["clip"]  # G is not clipped
+    assert max(float(p.detach().abs().max()) for p in crit()) <= m.sized("clip") * (1 + 1e-6)
+    assert max(float(p.detach().abs().max()) for p in m.G_AB.parameters()) > m.sized("clip")  # G is not clipped
     with pytest.raises(ConfigError, match="Wasserstein"):
         ganforge.create("dualgan", "digits-edges-unpaired", loss="hinge", **TINY)
 
@@ -195,8 +195,19 @@ def test_dualgan_loss_weights_the_two_reconstructions():
         assert torch.allclose(t["recon_A"], (m.G_BA(m.G_AB(x["A"])) - x["A"]).abs().mean())
         assert torch.allclose(t["G_AB_gan"], -m.D_B(m.G_AB(x["A"])).mean())
         loss = m.g_step(x)["loss"]
-    want = t["G_AB_gan"] + t["G_BA_gan"] + 500 * t["recon_A"] + 500 * t["recon_B"]
+    want = t["G_AB_gan"] + t["G_BA_gan"] + 20 * t["recon_A"] + 20 * t["recon_B"]  # 28x28: lambda 20
     assert torch.allclose(loss, want, rtol=1e-5)
+
+
+def test_dualgan_unset_weights_follow_the_image_size():
+    small = ganforge.create("dualgan", "digits-edges-unpaired", **TINY)  # 28x28
+    assert [small.sized(k) for k in ("lambda_A", "lambda_B", "clip", "lr")] == [20.0, 20.0, 0.1, 1e-4]
+    assert all(o.param_groups[0]["lr"] == 1e-4 for o in small.optimizers().values())
+    big = ganforge.create("dualgan", "digits-edges-unpaired", image_size=64, **TINY)
+    assert [big.sized(k) for k in ("lambda_A", "lambda_B", "clip", "lr")] == [500.0, 500.0, 0.01, 5e-5]  # the paper's
+    set_ = ganforge.create("dualgan", "digits-edges-unpaired", lambda_A=7.0, clip=0.05, lr=3e-4, **TINY)
+    assert (set_.sized("lambda_A"), set_.sized("clip")) == (7.0, 0.05)  # a set value wins at any size
+    assert all(o.param_groups[0]["lr"] == 3e-4 for o in set_.optimizers().values())
 
 
 # ---------------------------------------------------------------------------- DiscoGAN

@@ -77,10 +77,6 @@ class BicycleGAN(Multimodal, GANModel):
     SIZED = {"g_width": (16, 64), "d_width": (16, 64), "e_width": (16, 64), "lambda_l1": (50.0, 10.0),
              "lambda_kl": (0.5, 0.01)}
 
-    def sized(self, key: str):
-        """Setting ``key`` as set, or by image size when unset (``SIZED``)."""
-        return self.by_size(key, *self.SIZED[key])
-
     def build(self):
         c, s = self.cfg, self.spec
         if c["variant"] not in VARIANTS:

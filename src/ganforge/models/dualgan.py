@@ -10,7 +10,10 @@ pix2pix's U-Net (skips, dropout) and critics its PatchGAN. Names here: G_AB: A -
 G_A: U -> V), G_BA: B -> A (G_B), D_B judges domain B (D_A), D_A domain A (D_B). G's loss:
 ``lambda_A * |G_BA(G_AB(a)) - a|_1 + lambda_B * |G_AB(G_BA(b)) - b|_1 - D_B(G_AB(a)) - D_A(G_BA(b))``;
 the paper sets lambda_U, lambda_V in [100, 1000], clip c = 0.01, n_critic 2..4, batch 1..4,
-RMSProp lr 5e-5.
+RMSProp lr 5e-5. Those are the defaults from 64x64 up. On 28x28 digits they give blurred grey copies
+of the input (docs/translation2.md): the reconstruction term at 500 outweighs critics whose outputs
+clipping at 0.01 keeps tiny, so G copies through the U-Net's skips. Below 64x64 the unset weights
+are lambda 20, clip 0.1 and lr 1e-4, the best of the measured probes (``SIZED``).
 
 Settings: ``lambda_A``, ``lambda_B``, ``clip``, ``n_critic``, ``g_width``, ``d_width``, ``d_layers``
 (None: 3 from 64x64 up, 2 below), ``norm``, ``dropout``, ``direction``, ``jitter``; ``ema`` keeps EMA
@@ -38,15 +41,18 @@ class DualGAN(TwoWay, GANModel):
     paper = "Yi et al., DualGAN: Unsupervised Dual Learning for Image-to-Image Translation"
     year = 2017
     defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "norm": "batch", "dropout": 0.5,
-                "lambda_A": 500.0, "lambda_B": 500.0, "clip": 0.01, "n_critic": 2, "lr": 5e-5,
+                "lambda_A": None, "lambda_B": None, "clip": None, "n_critic": 2, "lr": None,
                 "batch_size": 1, "loss": "wasserstein", "direction": "auto", "jitter": None}
+    # Unset settings by image size: (below 64x64, from 64x64 up: the paper's).
+    SIZED = {"lambda_A": (20.0, 500.0), "lambda_B": (20.0, 500.0), "clip": (0.1, 0.01), "lr": (1e-4, 5e-5)}
 
     def build(self):
         c, s = self.cfg, self.spec
         if c["loss"] != "wasserstein":
             raise ConfigError(f"dualgan's critics are Wasserstein critics with clipped weights; loss={c['loss']!r} "
                               "does not apply (use cyclegan for other objectives)")
-        if c["lambda_A"] < 0 or c["lambda_B"] < 0 or not c["clip"] > 0 or int(c["n_critic"]) < 1:
+        if self.sized("lambda_A") < 0 or self.sized("lambda_B") < 0 or not self.sized("clip") > 0 \
+                or int(c["n_critic"]) < 1:
             raise ConfigError("dualgan needs lambda_A, lambda_B >= 0, clip > 0 and n_critic >= 1")
         in_ch, out_ch = self.in_out()
         self.G_AB = UNetGenerator(in_ch, out_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
@@ -60,9 +66,9 @@ class DualGAN(TwoWay, GANModel):
     def optimizers(self):
         c = self.cfg
         return {"G": torch.optim.RMSprop(itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()),
-                                         lr=c["lr_g"] or c["lr"]),
+                                         lr=c["lr_g"] or self.sized("lr")),
                 "D": torch.optim.RMSprop(itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
-                                         lr=c["lr_d"] or c["lr"])}
+                                         lr=c["lr_d"] or self.sized("lr"))}
 
     def phases(self):
         # n_critic critic updates, each on a fresh batch, then one generator update (the WGAN loop)
@@ -74,7 +80,7 @@ class DualGAN(TwoWay, GANModel):
         super().after_phase(name)
         if name == "D":  # the critics' Lipschitz constraint: every weight into [-c, c]
             for p in itertools.chain(self.D_A.parameters(), self.D_B.parameters()):
-                p.clamp_(-self.cfg["clip"], self.cfg["clip"])
+                p.clamp_(-self.sized("clip"), self.sized("clip"))
 
     def d_step(self, batch):
         a, b = batch["A"], batch["B"]
@@ -93,7 +99,8 @@ class DualGAN(TwoWay, GANModel):
                 "recon_A": l1(self.G_BA(fake_b), a), "recon_B": l1(self.G_AB(fake_a), b)}
 
     def g_step(self, batch):
-        c, t = self.cfg, self.g_terms(batch)
-        loss = t["G_AB_gan"] + t["G_BA_gan"] + c["lambda_A"] * t["recon_A"] + c["lambda_B"] * t["recon_B"]
+        t = self.g_terms(batch)
+        loss = (t["G_AB_gan"] + t["G_BA_gan"]
+                + self.sized("lambda_A") * t["recon_A"] + self.sized("lambda_B") * t["recon_B"])
         return {"loss": loss, **{k: v.detach() for k, v in t.items()}}
 

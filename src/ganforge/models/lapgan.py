@@ -14,7 +14,10 @@ with its own G_k, D_k and optimizers (phases ``D{k}``, ``G{k}``). Only sampling 
 I_k = u(I_{k+1}) + G_k(u(I_{k+1}), z_k) from I_K down to the full image I_0.
 
 On 28x28 digits, ``levels`` 2: 7x7 (an MLP GAN, as the paper's 8x8 CIFAR level), then 14x14 and
-28x28 (3-layer conv G_k; 2 conv + linear D_k, both seeing the condition as channels).
+28x28 (3-layer conv G_k; 2 conv + linear D_k, both seeing the condition as channels). The coarsest
+G has batch norm after its hidden layers (``coarse_norm``; ``none`` is the paper's plain MLP):
+without it the 7x7 MLP GAN collapsed to one image on MNIST, and no finer level can add the
+diversity the coarsest lacks (docs/conditioned.md).
 ``sample_grid`` (the training grids) shows every level of each sample, coarse to fine, each
 upsampled to full size; ``sample_levels(n, seed)`` returns them. ``G`` holds the whole pyramid
 (``G.levels[k]`` is G_k), so saving, EMA and ``ganforge sample`` see one generator.
@@ -38,7 +41,7 @@ class LAPGAN(GANModel):
     family = "advanced"
     paper = "Denton et al., Deep Generative Image Models using a Laplacian Pyramid of Adversarial Networks"
     year = 2015
-    defaults = {"levels": 2, "z_dim": 100, "coarse_hidden": 600, "g_width": 64, "d_width": 64,
+    defaults = {"levels": 2, "z_dim": 100, "coarse_hidden": 600, "coarse_norm": "batch", "g_width": 64, "d_width": 64,
                 "dropout": 0.5, "loss": "nonsaturating"}
 
     def build(self):
@@ -49,7 +52,8 @@ class LAPGAN(GANModel):
         side = check_levels(s.image_size, c["levels"])
         K = c["levels"]
         finer = [ResidualGenerator(s.channels, c["g_width"]) for _ in range(K)]
-        self.G = LaplacianGenerator(CoarseGenerator(c["z_dim"], s.channels, side, c["coarse_hidden"]), finer)
+        self.G = LaplacianGenerator(CoarseGenerator(c["z_dim"], s.channels, side, c["coarse_hidden"],
+                                                    c["coarse_norm"]), finer)
         # D[k] judges level k (0 the finest); D[K] is the coarsest level's unconditional D.
         self.D = nn.ModuleList([ResidualDiscriminator(s.channels, s.image_size >> k, c["d_width"], c["dropout"])
                                 for k in range(K)]

@@ -47,6 +47,13 @@ class Translator:
         (a 1x1 map normalises to zero): D goes blind and G is free to hide its input in noise."""
         return self.by_size("d_layers", 2, 3)
 
+    # Settings that, when unset (None), follow the image size: {key: (below 64x64, from 64x64 up)}.
+    SIZED: dict = {}
+
+    def sized(self, key: str):
+        """Setting ``key`` as set, or by image size when unset (``SIZED``)."""
+        return self.by_size(key, *self.SIZED[key])
+
     def by_size(self, key: str, small, large):
         """Setting ``key`` as set, or when unset (None) by image size: ``large`` (the papers' value,
         for their 256x256 images) from 64x64 up, ``small`` below."""

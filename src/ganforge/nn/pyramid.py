@@ -54,12 +54,21 @@ def reconstruct(residuals: list[torch.Tensor], coarsest: torch.Tensor) -> torch.
 
 
 class CoarseGenerator(nn.Module):
-    """The coarsest level, an ordinary GAN's G: z -> a small image (an MLP, as the paper's 8x8 CIFAR G)."""
+    """The coarsest level, an ordinary GAN's G: z -> a small image (an MLP, as the paper's 8x8 CIFAR G).
+    ``norm="batch"`` puts batch norm after each hidden layer (DCGAN's rule for G); ``"none"`` is the
+    plain MLP."""
 
-    def __init__(self, z_dim: int, channels: int, side: int, hidden: int):
+    def __init__(self, z_dim: int, channels: int, side: int, hidden: int, norm: str = "batch"):
         super().__init__()
+        if norm not in ("batch", "none"):
+            raise ConfigError(f"coarse_norm must be batch or none, got {norm!r}")
         self.shape = (channels, side, side)
-        self.net = MLP([z_dim, hidden, hidden, channels * side * side], act=nn.ReLU, out_act=nn.Tanh())
+        if norm == "none":
+            self.net = MLP([z_dim, hidden, hidden, channels * side * side], act=nn.ReLU, out_act=nn.Tanh())
+        else:
+            self.net = nn.Sequential(nn.Linear(z_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                     nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                     nn.Linear(hidden, channels * side * side), nn.Tanh())
 
     def forward(self, z):
         return self.net(z).view(len(z), *self.shape)
