@@ -141,6 +141,23 @@ def test_ema_tracks_generator(tmp_path):
     assert not any(p.requires_grad for p in m.G_ema.parameters())
 
 
+def test_ema_rampup_averages_recent_weights_early_and_reaches_the_set_decay(tmp_path):
+    t = make_trainer(tmp_path, "gan", ema=0.999, ema_rampup=True)
+    m = t.model
+    assert t.ema_decay() == pytest.approx(0.1)  # the first update: (1 + 0) / (10 + 0)
+    before = snapshot(m.G_ema)
+    t.train_step({})
+    for e0, e, g in zip(before, m.G_ema.parameters(), m.G.parameters()):
+        assert torch.allclose(e, 0.1 * e0 + 0.9 * g, atol=1e-6)
+    t.step = 100
+    assert t.ema_decay() == pytest.approx(101 / 110)
+    t.step = 100_000
+    assert t.ema_decay() == 0.999  # capped at the set decay
+    t.cfg["ema_rampup"] = False
+    t.step = 0
+    assert t.ema_decay() == 0.999
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "ganforge", "train", "gan", "--steps", "1000000", "--batch-size", "16",

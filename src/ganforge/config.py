@@ -31,6 +31,7 @@ ENGINE_DEFAULTS: dict = {
     "n_critic": 1,  # D updates per iteration
     "g_steps": 1,  # G updates per iteration
     "ema": 0.0,  # decay of an EMA copy of G; 0 turns it off
+    "ema_rampup": False,  # decay at update t: min(ema, (1 + t) / (10 + t)), so short runs average recent weights
     "amp": "off",  # off | bf16 | fp16 (fp16: CUDA only)
     "compile": False,  # torch.compile each network; falls back to eager with one warning line
     "reuse_fake": True,  # G step reuses the D step's G(z) when n_critic = g_steps = 1 (GANModel.reuses_fake)

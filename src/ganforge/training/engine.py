@@ -538,10 +538,18 @@ class Trainer:
         acc.update(part)
         return images
 
+    def ema_decay(self) -> float:
+        """The EMA's decay at this update. With ``ema_rampup``, min(ema, (1 + t) / (10 + t)) at the
+        t-th update: a fixed 0.999 keeps 0.999^t of the initial weights (61% after 500 steps), so a
+        short run's EMA copy is mostly the untrained network; the ramp averages over about the last
+        tenth of the run until the fixed decay takes over (t ~ 9,000 for 0.999)."""
+        decay, t = self.cfg["ema"], self.step
+        return min(decay, (1 + t) / (10 + t)) if self.cfg.get("ema_rampup") else decay
+
     def _update_ema(self) -> None:
-        decay = self.cfg["ema"]
-        if decay <= 0:
+        if self.cfg["ema"] <= 0:
             return
+        decay = self.ema_decay()
         for name in self.model.ema_nets:
             moving_average_(getattr(self.model, f"{name}_ema"), getattr(self.model, name), decay)
 
