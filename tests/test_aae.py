@@ -18,7 +18,7 @@ from ganforge.metrics.encoding import encoder_metrics
 from ganforge.metrics.mmd import gaussian_mmd2, median_distance
 from ganforge.metrics.paired import l1
 from ganforge.metrics.semi import classifier_accuracy, heldout_accuracy
-from ganforge.models.aae import MIXTURE_RADIUS, SWISS_RADIUS, SWISS_TURNS, sample_prior
+from ganforge.models.aae import MIXTURE_RADIUS, SEMI_LR_AE, SWISS_RADIUS, SWISS_TURNS, sample_prior
 from ganforge.nn import random_shift
 from ganforge.registry import get_model_class
 from ganforge.training.engine import Trainer
@@ -211,7 +211,7 @@ def test_unsupervised_never_reads_labels(digits):
 
 # -- the semi-supervised variant ---------------------------------------------------------------
 def test_semi_has_two_adversaries_on_the_categorical_and_style_codes(digits):
-    m = tiny(variant="semi", z_dim=5, shift=0, input_noise=0)
+    m = tiny(variant="semi", z_dim=5, shift=0, input_noise=0, cat_weight=2.5)
     assert not hasattr(m, "D")
     assert m.D_cat[0][0].in_features == 10 and m.D_z[0][0].in_features == 5
     assert m.E.net[-1].out_features == 5 + 10 and m.G.net[0].in_features == 5 + 10
@@ -226,12 +226,26 @@ def test_semi_has_two_adversaries_on_the_categorical_and_style_codes(digits):
     assert (cat_fake >= 0).all() and torch.allclose(cat_fake.sum(1), torch.ones(16)) and (cat_fake < 1).all()
     assert z_real.shape == z_fake.shape == (16, 5)
     assert {"D_cat(prior)", "D_z(E(x))"} <= set(out)
-    # E fools both: its loss is the sum of the two generator losses.
+    # E fools both: its loss is the sum of the two generator losses, the categorical one weighted
+    # by cat_weight.
     e = m.e_step({"x": x})["loss"]
     z, logits = m.split(m.E(x))
-    want = F.binary_cross_entropy_with_logits(m.D_cat(logits.softmax(1)), torch.ones(16)) + \
+    want = 2.5 * F.binary_cross_entropy_with_logits(m.D_cat(logits.softmax(1)), torch.ones(16)) + \
         F.binary_cross_entropy_with_logits(m.D_z(z), torch.ones(16))
     assert torch.allclose(e, want)
+
+
+def test_semi_reconstructs_at_twice_the_rate_of_its_other_phases():
+    """variant=semi's reconstruction phase has its own default rate (SEMI_LR_AE, measured in
+    docs/encoders.md); the other variants, and every explicit lr_ae, are unchanged."""
+    lr = lambda m: {k: o.param_groups[0]["lr"] for k, o in m.optimizers().items()}  # noqa: E731
+    semi = lr(tiny(variant="semi"))
+    assert semi == {"AE": SEMI_LR_AE, "D": 1e-3, "E": 1e-3, "C": 1e-3} and SEMI_LR_AE == 2e-3
+    assert lr(tiny())["AE"] == lr(tiny(variant="supervised"))["AE"] == 1e-3
+    assert lr(tiny(variant="semi", lr_ae=5e-4))["AE"] == 5e-4
+    for key, value in (("lr_ae", "fast"), ("cat_weight", -1)):
+        with pytest.raises(ConfigError, match=key):
+            tiny(variant="semi", **{key: value})
 
 
 def test_semi_learns_labels_only_from_the_labelled_subset(digits):
