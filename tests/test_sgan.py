@@ -139,6 +139,16 @@ def test_short_training_on_digits_learns_to_classify(tmp_path):
         torch.set_num_threads(threads)
 
 
+def test_heldout_data_is_the_complement_of_a_slice_or_the_test_split_of_a_whole_set():
+    from ganforge.metrics.semi import heldout_data
+
+    assert heldout_data("mnist[:8000]") == "mnist[8000:]" and heldout_data("digits[200:]") == "digits[:200]"
+    assert heldout_data("mnist") == "mnist:test" and heldout_data("mnist:train-val") == "mnist:val"
+    # no part of the data is left out: nothing to measure on
+    for name in ("mnist:test", "digits", "ring8", "mnist[100:200]"):
+        assert heldout_data(name) is None, name
+
+
 def _learns_to_classify(tmp_path):
     from ganforge.metrics.semi import heldout_accuracy
 

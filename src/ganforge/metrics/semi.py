@@ -66,12 +66,16 @@ def code_class_agreement(codes, classes, n_codes: int | None = None, n_classes: 
 
 
 def heldout_data(name: str) -> str | None:
-    """The images a run did not train on, when its data name says: ``mnist[:8000]`` -> ``mnist[8000:]``."""
-    from ..data import split_name
+    """The images a run did not train on, when its data name says: ``mnist[:8000]`` -> ``mnist[8000:]``,
+    and the whole training split -> its test split (``mnist`` -> ``mnist:test``)."""
+    from ..data import eval_data_name, parse_name, split_name
 
     base, part = split_name(name)
-    if part is None or part.step is not None or (part.start is None) == (part.stop is None):
-        return None  # the whole set, or a middle part: no single complement to name
+    if part is None:
+        split, held = parse_name(name)[1], eval_data_name(name)
+        return held if split in (None, "train", "train-val") and held != name else None
+    if part.step is not None or (part.start is None) == (part.stop is None):
+        return None  # a middle part: no single complement to name
     return f"{base}[{part.stop}:]" if part.start is None else f"{base}[:{part.start}]"
 
 
