@@ -23,8 +23,8 @@ Settings: ``lambda_cyc``, ``lambda_id`` (a fraction of lambda_cyc; 0 when A and 
 channels), ``pool_size`` (0: no pool), ``n_blocks`` (None: by size), ``norm``,
 ``g_arch`` (``resnet``, or ``unet``: pix2pix's U-Net without dropout, as the authors' code offers),
 ``g_width``/``d_width``, ``d_layers`` (None: 3 from 64x64 up, 2 below), ``d_norm`` (None: ``norm``; see
-:meth:`CycleGAN.d_shape`), ``cycle_noise`` (0: none; ``cycle_noise_A``/``_B`` per cycle; see :meth:`CycleGAN.jam`), ``direction``, ``jitter``;
-``ema`` keeps EMA copies of both generators.
+:meth:`CycleGAN.d_shape`), ``cycle_noise`` (0: none; ``cycle_noise_A``/``_B`` per cycle; see
+:meth:`CycleGAN.jam`), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both generators.
 """
 from __future__ import annotations
 
@@ -48,15 +48,16 @@ class CycleGAN(TwoWay, GANModel):
     family = "translation"
     paper = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks"
     year = 2017
-    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "d_norm": None, "n_blocks": None, "norm": "instance", "g_arch": "resnet",
-                "lambda_cyc": 10.0, "lambda_A": None, "lambda_B": None, "lambda_id": 0.5, "cycle_noise": 0.0, "cycle_noise_A": None, "cycle_noise_B": None, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
-                "direction": "auto", "jitter": None}
+    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "d_norm": None, "n_blocks": None, "norm": "instance",
+                "g_arch": "resnet", "lambda_cyc": 10.0, "lambda_A": None, "lambda_B": None, "lambda_id": 0.5,
+                "cycle_noise": 0.0, "cycle_noise_A": None, "cycle_noise_B": None, "pool_size": 50, "batch_size": 1,
+                "lr_decay": 0.5, "direction": "auto", "jitter": None}
 
     def build(self):
         c, s = self.cfg, self.spec
         in_ch, out_ch = self.in_out()
-        if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id", "cycle_noise", "cycle_noise_A",
-                                       "cycle_noise_B")):
+        if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id", "cycle_noise",
+                                         "cycle_noise_A", "cycle_noise_B")):
             raise ConfigError("lambda_cyc, lambda_A, lambda_B, lambda_id and the cycle_noise settings must be >= 0")
         if c["lambda_id"] and in_ch != out_ch:
             raise ConfigError(f"the identity loss feeds B to G_AB, which needs A and B of the same channels "
