@@ -222,6 +222,60 @@ def test_cyclegan_unet_generators():
         cyclegan(g_arch="vgg")
 
 
+def _logit_sees(d, size: int) -> torch.Tensor:
+    """(logits, size, size) booleans: which input pixels each of D's output logits depends on."""
+    x = torch.randn(1, d.net[0].in_channels, size, size, requires_grad=True)
+    out = d(x).flatten()
+    return torch.stack([torch.autograd.grad(o, x, retain_graph=True)[0][0].abs().sum(0) > 0 for o in out])
+
+
+def test_cyclegan_d_layers_and_norm():
+    # d_layers=3, d_norm=none at 28x28: one logit, which depends on every pixel of the digit (instance
+    # norm would all but erase its 3x3 and 2x2 maps, so it is left out)
+    whole = ganforge.create("cyclegan", "digits-edges-unpaired", g_width=4, d_width=4, n_blocks=1, d_layers=3,
+                            d_norm="none")
+    assert whole.spec.image_size == 28 and whole.d_shape() == (3, "none")
+    for d in (whole.D_A, whole.D_B):
+        assert _logit_sees(d, 28).all()
+        assert not any(isinstance(x, torch.nn.InstanceNorm2d) for x in d.modules())
+    # the default there, 2 layers with instance norm: 5x5 logits, of which only the centre one's patch holds
+    # the whole digit (instance norm links every pixel to every logit, but only through its statistics)
+    default = ganforge.create("cyclegan", "digits-edges-unpaired", g_width=4, d_width=4, n_blocks=1)
+    assert default.d_shape() == (2, "instance")
+    assert sum(isinstance(x, torch.nn.InstanceNorm2d) for x in default.D_A.modules()) == 2
+    patches = cyclegan(d_layers=2, d_norm="none", image_size=28).D_A
+    assert int(_logit_sees(patches, 28).flatten(1).all(1).sum()) == 1
+    assert cyclegan(d_norm="batch").d_shape() == (2, "batch")
+    with pytest.raises(ConfigError, match="unknown norm 'group'"):
+        cyclegan(d_norm="group")
+
+
+def test_cyclegan_cycle_noise_jams_only_the_way_back():
+    m, sd, b = cyclegan(lambda_id=0.0, cycle_noise=0.3), 0.3, pair_batch()
+    torch.manual_seed(1)
+    t = m.g_terms(b)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        fake_b, fake_a = m.G_AB(b["A"]), m.G_BA(b["B"])
+        noise_b, noise_a = torch.randn_like(fake_b), torch.randn_like(fake_a)  # drawn in that order
+        assert torch.allclose(t["cycle_A"], losses.l1(m.G_BA(fake_b + sd * noise_b), b["A"]))
+        assert torch.allclose(t["cycle_B"], losses.l1(m.G_AB(fake_a + sd * noise_a), b["B"]))
+        # D judges the translations as they are; without noise the way back sees them as they are too
+        assert torch.equal(t["fake_B"], fake_b) and torch.allclose(t["G_AB_gan"], losses.ls_to(m.D_B(fake_b), 1.0))
+        assert not torch.allclose(t["cycle_A"], losses.l1(m.G_BA(fake_b), b["A"]))
+        quiet = cyclegan(lambda_id=0.0).g_terms(b)
+        assert torch.allclose(quiet["cycle_A"], losses.l1(m.G_BA(fake_b), b["A"]))
+        # one cycle only: the A cycle's way back is jammed, the B cycle's is not
+        one = cyclegan(lambda_id=0.0, cycle_noise_A=0.3)
+        torch.manual_seed(1)
+        one = one.g_terms(b)
+        assert torch.allclose(one["cycle_A"], t["cycle_A"])
+        assert torch.allclose(one["cycle_B"], losses.l1(m.G_AB(fake_a), b["B"]))
+    for k in ("cycle_noise", "cycle_noise_B"):
+        with pytest.raises(ConfigError, match="cycle_noise settings must be >= 0"):
+            cyclegan(**{k: -0.1})
+
+
 def test_cyclegan_d_trains_on_the_pool(tmp_path):
     t = make_trainer("cyclegan", "digits-edges-unpaired", tmp_path, batch_size=1, pool_size=2, jitter=False, **CYC)
     m, seen, judged = t.model, [], []

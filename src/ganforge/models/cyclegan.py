@@ -22,8 +22,9 @@ trace, G_BA then draws hollow outlines. Weakening that one cycle (``lambda_A``) 
 Settings: ``lambda_cyc``, ``lambda_id`` (a fraction of lambda_cyc; 0 when A and B differ in
 channels), ``pool_size`` (0: no pool), ``n_blocks`` (None: by size), ``norm``,
 ``g_arch`` (``resnet``, or ``unet``: pix2pix's U-Net without dropout, as the authors' code offers),
-``g_width``/``d_width``, ``d_layers`` (None: 3 from 64x64 up, 2 below), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both
-generators.
+``g_width``/``d_width``, ``d_layers`` (None: 3 from 64x64 up, 2 below), ``d_norm`` (None: ``norm``; see
+:meth:`CycleGAN.d_shape`), ``cycle_noise`` (0: none; ``cycle_noise_A``/``_B`` per cycle; see
+:meth:`CycleGAN.jam`), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both generators.
 """
 from __future__ import annotations
 
@@ -47,15 +48,17 @@ class CycleGAN(TwoWay, GANModel):
     family = "translation"
     paper = "Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks"
     year = 2017
-    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "n_blocks": None, "norm": "instance", "g_arch": "resnet",
-                "lambda_cyc": 10.0, "lambda_A": None, "lambda_B": None, "lambda_id": 0.5, "pool_size": 50, "batch_size": 1, "lr_decay": 0.5,
-                "direction": "auto", "jitter": None}
+    defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "d_norm": None, "n_blocks": None, "norm": "instance",
+                "g_arch": "resnet", "lambda_cyc": 10.0, "lambda_A": None, "lambda_B": None, "lambda_id": 0.5,
+                "cycle_noise": 0.0, "cycle_noise_A": None, "cycle_noise_B": None, "pool_size": 50, "batch_size": 1,
+                "lr_decay": 0.5, "direction": "auto", "jitter": None}
 
     def build(self):
         c, s = self.cfg, self.spec
         in_ch, out_ch = self.in_out()
-        if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id")):
-            raise ConfigError("lambda_cyc, lambda_A, lambda_B and lambda_id must be >= 0")
+        if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id", "cycle_noise",
+                                         "cycle_noise_A", "cycle_noise_B")):
+            raise ConfigError("lambda_cyc, lambda_A, lambda_B, lambda_id and the cycle_noise settings must be >= 0")
         if c["lambda_id"] and in_ch != out_ch:
             raise ConfigError(f"the identity loss feeds B to G_AB, which needs A and B of the same channels "
                               f"({in_ch} and {out_ch} here): --set lambda_id=0")
@@ -72,14 +75,23 @@ class CycleGAN(TwoWay, GANModel):
             self.G_BA = ResnetGenerator(out_ch, in_ch, c["g_width"], blocks, c["norm"])
         else:
             raise ConfigError(f"g_arch must be resnet or unet, got {c['g_arch']!r}")
-        self.D_A = PatchDiscriminator(in_ch, c["d_width"], self.patch_layers(), c["norm"])
-        self.D_B = PatchDiscriminator(out_ch, c["d_width"], self.patch_layers(), c["norm"])
+        layers, d_norm = self.d_shape()
+        self.D_A = PatchDiscriminator(in_ch, c["d_width"], layers, d_norm)
+        self.D_B = PatchDiscriminator(out_ch, c["d_width"], layers, d_norm)
         if s.image_size < self.D_A.min_size:
-            raise ConfigError(f"a PatchGAN with d_layers={self.patch_layers()} needs images of at least "
+            raise ConfigError(f"a PatchGAN with d_layers={layers} needs images of at least "
                               f"{self.D_A.min_size}x{self.D_A.min_size}, got {s.image_size}")
         # One pool per D, of the fakes it judges; their contents and random state are checkpointed.
         self.pool_A = ImagePool(c["pool_size"])
         self.pool_B = ImagePool(c["pool_size"])
+
+    def d_shape(self) -> tuple[int, str]:
+        """D_A's and D_B's PatchGAN as (layers, norm): ``d_layers`` (unset: by size, :meth:`patch_layers`) and
+        ``d_norm`` (unset: ``norm``). ``d_layers=3, d_norm=none`` at 28x28 makes a D that ends on one logit
+        seeing the whole digit (instance norm would all but erase its 3x3 and 2x2 maps); measured on the
+        digit domains it did not stop G_BA's hollow digits (docs/translation.md)."""
+        c = self.cfg
+        return self.patch_layers(), c["d_norm"] or c["norm"]
 
     def optimizers(self):
         c = self.cfg
@@ -96,10 +108,19 @@ class CycleGAN(TwoWay, GANModel):
         fake_b, fake_a = self.G_AB(a), self.G_BA(b)
         t = {"fake_A": fake_a, "fake_B": fake_b,
              "G_AB_gan": ls_to(self.D_B(fake_b), 1.0), "G_BA_gan": ls_to(self.D_A(fake_a), 1.0),
-             "cycle_A": l1(self.G_BA(fake_b), a), "cycle_B": l1(self.G_AB(fake_a), b)}
+             "cycle_A": l1(self.G_BA(self.jam(fake_b, "A")), a), "cycle_B": l1(self.G_AB(self.jam(fake_a, "B")), b)}
         if self.cfg["lambda_id"]:
             t["idt_A"], t["idt_B"] = l1(self.G_BA(a), a), l1(self.G_AB(b), b)
         return t
+
+    def jam(self, fake: torch.Tensor, cycle: str) -> torch.Tensor:
+        """A translation on its way back through ``cycle`` (A: A -> B -> A, B: B -> A -> B), with Gaussian
+        noise of std ``cycle_noise_A`` / ``cycle_noise_B`` (unset: ``cycle_noise``) added (Bashkirova et al.
+        2019): a cue hidden in faint grey levels for the other generator to read (Chu et al. 2017) drowns
+        in it, while what D sees is left as it is."""
+        c = self.cfg
+        sd = c["cycle_noise"] if c[f"cycle_noise_{cycle}"] is None else c[f"cycle_noise_{cycle}"]
+        return fake + sd * torch.randn_like(fake) if sd else fake
 
     def g_step(self, batch):
         c, t = self.cfg, self.g_terms(batch)
