@@ -26,8 +26,9 @@ The feature network never trains, is kept out of checkpoints, and G's gradient f
 ``content_size`` (null): the side both images are resized to (bilinear) before the content network;
 null keeps the sides as they are, but under 64. At 64x64, Inception's first layer (3x3, stride 2,
 unpadded) reads G's finest detail coarsely; ``content_size=128`` (2x) makes per-pixel speckle cost
-more content loss against blur (test_srgan) and lowered SRGAN's KID on facades, at four times the
-content network's cost, though not below bicubic's (docs/restoration.md), so it is not the default.
+more content loss against blur (test_srgan). It is not the default: on facades it lowered SRGAN's
+KID, though not below bicubic's, raised it with the content loss alone, and costs four times the
+content network's compute (docs/restoration.md, "Probing the KID failure").
 
 Settings: ``scale`` (4), ``g_width`` (64), ``n_blocks`` (16), ``d_width`` (64), ``d_fc`` (1024),
 ``adv_weight`` (1e-3), ``content_net``, ``init_from`` (a run or generator.safetensors: G starts
