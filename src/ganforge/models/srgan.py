@@ -24,7 +24,7 @@ is about its pixel MSE, the paper's reason for 1/12.75); ``mse`` is the pixel MS
 The feature network never trains, is kept out of checkpoints, and G's gradient flows through it.
 
 ``content_size`` (null): the side both images are resized to (bilinear) before the content network;
-null keeps the sides as they are, but under 64. At 64x64, Inception's first layer (3x3, stride 2,
+null: inception enlarges sides under 64 to 64 (above), others are read as they are. At 64x64, Inception's first layer (3x3, stride 2,
 unpadded) reads G's finest detail coarsely; ``content_size=128`` (2x) makes per-pixel speckle cost
 more content loss against blur (test_srgan). It is not the default: on facades it lowered SRGAN's
 KID, though not below bicubic's, raised it with the content loss alone, and costs four times the
