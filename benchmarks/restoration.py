@@ -98,11 +98,13 @@ def part_sr(args) -> None:
     out = Path(args.out) / f"sr-{args.data}"
     lr = {"lr": args.sr_lr} if args.sr_lr else {}
     mse = train("srresnet", out / "srresnet", args.data, args.size, args.steps, args.batch, **SR_NETS, **lr)
-    gan = train("srgan", out / "srgan", args.data, args.size, args.gan_steps, args.batch, **SR_NETS,
-                init_from=str(out / "srresnet"))
+    gan_sets = dict(kv.split("=", 1) for kv in args.gan_set)
+    gan_sets = {k: json.loads(v) for k, v in gan_sets.items()}
+    gan = train("srgan", out / (args.gan_name or "srgan"), args.data, args.size, args.gan_steps, args.batch,
+                **{**SR_NETS, **gan_sets}, init_from=str(out / "srresnet"))
     gan = {**gan, "steps": f"{args.steps} + {args.gan_steps}"}
-    rows = measure({"srresnet": (out / "srresnet", mse), "srgan": (out / "srgan", gan)}, args.data, args.size,
-                   args.n)
+    rows = measure({"srresnet": (out / "srresnet", mse), "srgan": (out / (args.gan_name or "srgan"), gan)},
+                   args.data, args.size, args.n)
     print(f"\n4x super-resolution, {args.data} {args.size}x{args.size} (LR {args.size // 4}x{args.size // 4}), "
           f"first {rows[-1]['n']} held-out images\n")
     print(fmt_table(rows, ["psnr", "ssim", "kid", "steps", "wall_s", "cpu_s"]))
@@ -151,6 +153,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1000, help="sr: srresnet's steps; ce: each run's")
     p.add_argument("--gan-steps", type=int, default=500, help="sr: srgan's steps from srresnet's G")
     p.add_argument("--sr-lr", type=float, help="sr: srresnet's learning rate (default the paper's 1e-4)")
+    p.add_argument("--gan-set", action="append", default=[], metavar="KEY=JSON",
+                   help="sr: a setting of srgan's (repeatable), e.g. content_size=128")
+    p.add_argument("--gan-name", help="sr: srgan's run folder under --out (default srgan)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--n", type=int, default=1000, help="held-out images measured")
     p.add_argument("--iters", type=int, default=10, help="throughput: timed iterations")

@@ -23,6 +23,13 @@ are scaled by ``content_scale`` (0.2, so that the content loss of a bicubic upsc
 is about its pixel MSE, the paper's reason for 1/12.75); ``mse`` is the pixel MSE (SRResNet).
 The feature network never trains, is kept out of checkpoints, and G's gradient flows through it.
 
+``content_size`` (null): the side both images are resized to (bilinear) before the content network;
+null: inception enlarges sides under 64 to 64 (above), others are read as they are. At 64x64, Inception's first layer (3x3, stride 2,
+unpadded) reads G's finest detail coarsely; ``content_size=128`` (2x) makes per-pixel speckle cost
+more content loss against blur (test_srgan). It is not the default: on facades it lowered SRGAN's
+KID, though not below bicubic's, raised it with the content loss alone, and costs four times the
+content network's compute (docs/restoration.md, "Probing the KID failure").
+
 Settings: ``scale`` (4), ``g_width`` (64), ``n_blocks`` (16), ``d_width`` (64), ``d_fc`` (1024),
 ``adv_weight`` (1e-3), ``content_net``, ``init_from`` (a run or generator.safetensors: G starts
 from a trained SRResNet, as the paper's SRGAN does), ``image_side`` (restoration.py). Adam,
@@ -54,8 +61,8 @@ class ContentNet:
     Deliberately not an nn.Module attribute of the model: it is not G's or D's, no optimizer
     sees it, and checkpoints do not carry its weights (it is rebuilt from its source)."""
 
-    def __init__(self, kind: str, scale: float = 1.0):
-        self.kind, self.scale = kind, scale
+    def __init__(self, kind: str, scale: float = 1.0, size: int | None = None):
+        self.kind, self.scale, self.size = kind, scale, size
         if kind == "inception":
             self.net, self.prep = self._inception(), self._inception_input
         elif kind == "vgg19":
@@ -81,12 +88,22 @@ class ContentNet:
             layers = torch.jit.load(str(path), map_location="cpu").net.layers
         return torch.nn.Sequential(*(getattr(layers, n) for n in INCEPTION_LAYERS))
 
-    @staticmethod
-    def _inception_input(x):
+    def side(self, x: torch.Tensor) -> int:
+        """The side images are resized to before the network: ``size``, else Inception's minimum."""
+        if self.size:
+            return self.size
+        return max(x.shape[-1], INCEPTION_MIN) if self.kind == "inception" else x.shape[-1]
+
+    def _resize(self, x):
+        side = self.side(x)
+        if x.shape[-1] != side or x.shape[-2] != side:
+            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+        return x
+
+    def _inception_input(self, x):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-1] < INCEPTION_MIN:
-            x = F.interpolate(x, size=(INCEPTION_MIN, INCEPTION_MIN), mode="bilinear", align_corners=False)
+        x = self._resize(x)
         # the FID network reads (uint8 - 128) / 128; x in [-1, 1] is (uint8 - 127.5) / 127.5
         return x * (127.5 / 128) - 0.5 / 128
 
@@ -111,10 +128,10 @@ class ContentNet:
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return net.features[:VGG54]
 
-    @staticmethod
-    def _vgg_input(x):
+    def _vgg_input(self, x):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
+        x = self._resize(x)
         mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
         return ((x + 1) / 2 - mean) / std
@@ -140,7 +157,7 @@ class SRResNet(Restorer, GANModel):
     year = 2017
     baseline_name = "bicubic"
     defaults = {"scale": 4, "g_width": 64, "n_blocks": 16, "d_width": 64, "d_fc": 1024, "adv_weight": 0.0,
-                "content_net": "mse", "content_scale": 0.2, "init_from": None, "image_side": "auto",
+                "content_net": "mse", "content_scale": 0.2, "content_size": None, "init_from": None, "image_side": "auto",
                 "loss": "nonsaturating", "lr": 1e-4, "betas": [0.9, 0.999], "batch_size": 16}
 
     def build(self):
@@ -156,7 +173,11 @@ class SRResNet(Restorer, GANModel):
         if c["adv_weight"]:
             self.D = SRDiscriminator(s.channels, s.image_size, c["d_width"], c["d_fc"])
         # In a list, so that nn.Module does not register it (see ContentNet).
-        self._content = [None if c["content_net"] == "mse" else ContentNet(c["content_net"], c["content_scale"])]
+        size = c["content_size"]
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 32):
+            raise ConfigError(f"content_size must be a side in pixels >= 32 (or null: automatic), got {size!r}")
+        self._content = [None if c["content_net"] == "mse"
+                         else ContentNet(c["content_net"], c["content_scale"], size)]
 
     def optimizers(self):
         opts = {"G": self.adam(self.G.parameters(), self.cfg["lr_g"] or self.cfg["lr"])}
