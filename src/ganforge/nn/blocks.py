@@ -44,13 +44,16 @@ class Maxout(nn.Module):
 
 
 class MLP(nn.Sequential):
-    """Linear layers with an activation (and optional dropout) between them."""
+    """Linear layers with an activation (and optional dropout) between them; ``norm`` (e.g.
+    ``nn.BatchNorm1d``) makes a normalisation of each hidden layer's width, before its activation."""
 
-    def __init__(self, sizes, act=nn.ReLU, dropout: float = 0.0, out_act=None):
+    def __init__(self, sizes, act=nn.ReLU, dropout: float = 0.0, out_act=None, norm=None):
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
+                if norm is not None:
+                    layers.append(norm(b))
                 layers.append(act())
                 if dropout:
                     layers.append(nn.Dropout(dropout))

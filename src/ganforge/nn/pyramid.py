@@ -63,12 +63,8 @@ class CoarseGenerator(nn.Module):
         if norm not in ("batch", "none"):
             raise ConfigError(f"coarse_norm must be batch or none, got {norm!r}")
         self.shape = (channels, side, side)
-        if norm == "none":
-            self.net = MLP([z_dim, hidden, hidden, channels * side * side], act=nn.ReLU, out_act=nn.Tanh())
-        else:
-            self.net = nn.Sequential(nn.Linear(z_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                     nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                     nn.Linear(hidden, channels * side * side), nn.Tanh())
+        self.net = MLP([z_dim, hidden, hidden, channels * side * side], act=nn.ReLU, out_act=nn.Tanh(),
+                       norm=nn.BatchNorm1d if norm == "batch" else None)
 
     def forward(self, z):
         return self.net(z).view(len(z), *self.shape)
