@@ -110,7 +110,8 @@ def table(runs: Path) -> None:
         ips = [r["img_per_s"] for r in m if "img_per_s" in r]
         kid = f" +- {rec['kid_std']:.4f}" if "kid_std" in rec else ""
         fig = (f"test_accuracy {rec['test_accuracy']:.4f} on {rec['test_data']} ({rec['n_test']})"
-               if "test_accuracy" in rec else f"FD {rec.get('fd', float('nan')):.2f}, KID {rec.get('kid', float('nan')):.4f}{kid} "
+               if "test_accuracy" in rec else
+               f"FD {rec.get('fd', float('nan')):.2f}, KID {rec.get('kid', float('nan')):.4f}{kid} "
                f"({rec['n']} samples vs {rec.get('n_ref')} of {rec['data']})")
         rows.append(f"| {name} | {steps_of(out)} | {seconds(out):.0f} s | {sum(ips) / max(len(ips), 1):.0f} | {fig} |")
     print("| run | steps | training time | mean img/s | measured |\n| --- | --- | --- | --- | --- |")

@@ -44,7 +44,8 @@ def _halves(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | None = None, ema: bool = True,
                  seed: int = 0, device="cpu", data_root=None, inception_weights=None, download: bool = False,
-                 baseline: str | None = None, progress: bool = True, write: bool = True, ref: str | None = None) -> dict:
+                 baseline: str | None = None, progress: bool = True, write: bool = True,
+                 ref: str | None = None) -> dict:
     """Evaluate a run directory and append the result to ``DIR/eval.jsonl``; returns the record.
 
     ``ema`` (default) measures G's EMA copy when the run has one, else G; ``ema=False`` measures
