@@ -120,3 +120,35 @@ def test_eval_measures_the_images_as_digits(tmp_path):
     rec = evaluate_run(tmp_path, metrics="fd", n=64, progress=False)
     assert rec["data"] == "digits" and rec["fd"] > 0 and "edges" not in rec["extractor"]
     assert rec["n_ref"] == 64  # the run's own images, B of digits-edges[:64]
+
+
+def test_eval_against_a_named_reference(tmp_path, capsys):
+    """``ganforge eval RUN --ref DATA``: the reference is DATA's images at the run's size, not the run's
+    own; how SS-GAN on paired facades and DCGAN on a folder of the photos meet the same test photos."""
+    import numpy as np
+    from PIL import Image
+
+    from ganforge.cli import main
+    from ganforge.run_eval import evaluate_run
+
+    ganforge.train("ssgan", data="digits-edges[:64]", steps=2, out=tmp_path / "run", progress=False,
+                   sets={**TINY, **QUIET, "batch_size": 8})
+    own = evaluate_run(tmp_path / "run", metrics="fd", n=64, progress=False)
+    rec = evaluate_run(tmp_path / "run", metrics="fd", n=64, progress=False, ref="digits:test")
+    test = load_data("digits:test").x
+    assert rec["data"] == "digits:test" and rec["n_ref"] == len(test) != own["n_ref"]
+    assert rec["fd"] != own["fd"]  # the same samples against other images
+    # exactly the figure of the same samples measured against those images
+    from ganforge.metrics.evaluate import Evaluator
+    ev = Evaluator("digits:test", "image", test, "fd", n=64, progress=False)
+    assert ev.evaluate(ganforge.load_run(tmp_path / "run"))["fd"] == pytest.approx(rec["fd"], abs=1e-4)
+    # RGB images against a run of 1-channel samples: one clear line, no traceback
+    (tmp_path / "rgb").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((28, 28, 3), 40 * i, np.uint8)).save(tmp_path / "rgb" / f"{i}.png")
+    with pytest.raises(ConfigError, match="--ref folder:.*3x28x28.*1x28x28"):
+        evaluate_run(tmp_path / "run", metrics="fd", n=64, progress=False, ref=f"folder:{tmp_path / 'rgb'}")
+    assert main(["eval", str(tmp_path / "run"), "--metrics", "fd", "--n", "64", "--quiet",
+                 "--ref", f"folder:{tmp_path / 'rgb'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ref" in err[0] and "Traceback" not in err[0]

@@ -354,7 +354,7 @@ def cmd_eval(args) -> int:
     rec = evaluate_run(args.run, metrics=args.metrics, features=args.features, n=args.n, ema=not args.no_ema,
                        seed=args.seed, device=args.device, data_root=args.data_root,
                        inception_weights=args.inception_weights, download=args.download, baseline=args.baseline,
-                       progress=not args.quiet)
+                       progress=not args.quiet, ref=args.ref)
     what = {"real": "real held-out images", "untrained": "the untrained generator"}.get(rec["baseline"]) or \
         f"step {rec['step']}, {rec['net']}"
     feats = f", {rec['features']} features" if "features" in rec else ""
@@ -490,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Inception-v3 weights (default: $GANFORGE_INCEPTION_WEIGHTS)")
     s.add_argument("--download", action="store_true", help="allow downloading the Inception weights")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--ref", metavar="DATA", help="measure against DATA's images (at the run's image size) instead "
+                   "of the run's training data, e.g. folder:PATH/facades/testA for two runs on different layouts")
     s.set_defaults(fn=cmd_eval)
 
     s = sub.add_parser("report", help="one self-contained HTML page of runs: config, curves, samples, evals")

@@ -44,13 +44,18 @@ def _halves(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | None = None, ema: bool = True,
                  seed: int = 0, device="cpu", data_root=None, inception_weights=None, download: bool = False,
-                 baseline: str | None = None, progress: bool = True, write: bool = True) -> dict:
+                 baseline: str | None = None, progress: bool = True, write: bool = True,
+                 ref: str | None = None) -> dict:
     """Evaluate a run directory and append the result to ``DIR/eval.jsonl``; returns the record.
 
     ``ema`` (default) measures G's EMA copy when the run has one, else G; ``ema=False`` measures
     G. ``baseline`` replaces the generator: ``"untrained"`` uses the run's model as initialised
     (the ceiling), ``"real"`` uses real images (the floor): the data set is split into two
     random halves (seed 0), the reference is one half and the "samples" are the other.
+    ``ref`` names the data whose images are the reference instead of the run's own (loaded at the
+    run's image size): two runs trained on different sets or layouts of the same photos (SS-GAN on
+    paired ``facades``, DCGAN on ``folder:.../trainA``) are then measured against the same images,
+    e.g. ``folder:.../facades/testA``, the held-out photos.
     """
     from .data import load_data
 
@@ -73,6 +78,9 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
                               f"--baseline {baseline} does not apply")
         opts = dict(metrics=metrics, n=n, ema=ema, seed=seed, device=dev, data_root=data_root, progress=progress,
                     inception_weights=inception_weights, download=download, baseline=baseline)
+        if ref is not None:
+            raise ConfigError(f"--ref applies to runs measured by their samples; {model.name} is measured by the "
+                              f"{protocol} protocol ({PROTOCOLS[protocol][1]}), against its own held-out data")
         record = PROTOCOLS[protocol][0](model, cfg, **opts)
         if write:
             append_jsonl(run_dir / "eval.jsonl", record)
@@ -86,6 +94,10 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
             # A model that draws one field of paired data (SS-GAN: images beside structure maps) names
             # the data whose features measure it (the digit classifier, not the edge-map one).
             data = model.measured_as()
+        if ref is not None:
+            real, data = _reference(ref, model, cfg, data_root)
+    elif ref is not None:
+        raise ConfigError(f"--ref names reference images; {cfg['data']} is {kind} data, measured against its own")
     n = n or (TOY_N if kind == "points" else 10_000)
     ref_name = data
     if baseline == "real":
@@ -124,6 +136,19 @@ def evaluate_run(run_dir, metrics=None, features: str | None = None, n: int | No
     if write:
         append_jsonl(run_dir / "eval.jsonl", record)
     return record
+
+
+def _reference(ref: str, model, cfg: dict, data_root) -> tuple[torch.Tensor, str]:
+    """The images of ``ref`` at the run's image size, checked against the model's samples' shape."""
+    from .data import load_data
+
+    real = load_data(ref, cfg.get("image_size"), root=data_root or cfg.get("data_root"),
+                     skip_bad=cfg["skip_bad_images"]).x
+    want = model.spec.shape
+    if tuple(real.shape[1:]) != want:
+        raise ConfigError(f"--ref {ref}: its images are {'x'.join(map(str, real.shape[1:]))} (channels x height x "
+                          f"width), the run's samples {'x'.join(map(str, want))}")
+    return real, ref
 
 
 def _evaluate_translation(model, cfg: dict, *, metrics, n, ema: bool, seed: int, device, data_root, progress,

@@ -28,7 +28,9 @@ Networks (sized for 28x28 digits; any b * 2^k side): G_struct and D_struct are D
 (``nn/dcgan.py``); G_style is pix2pix's U-Net (``nn/translation.py``) whose input is the structure
 map with z~ (``style_z``) tiled over it as extra channels, without dropout; D_style is a DCGAN D on the
 structure's and the image's channels; the FCN is a U-Net without dropout. ``ganforge eval RUN``
-measures the images (B) against the set's real images, in the digit classifier's features on digits.
+measures the images (B) against the set's real images, in the digit classifier's features on digits;
+``--ref DATA`` measures them against another set's images, e.g. the facades test photos
+(``folder:.../facades/testA``), the reference a one-stage G trained on the photos alone can share.
 """
 from __future__ import annotations
 
