@@ -244,3 +244,60 @@ def test_translators_train_and_are_measured_both_ways(model, tmp_path):
     rec = evaluate_run(run, metrics=["l1", "labels"], n=20, progress=False)
     assert {"label_preservation", "BtoA_label_preservation", "l1", "BtoA_l1"} <= set(rec)
     assert rec["data"] == "digits-color-unpaired:test"
+
+
+# ---------------------------------------------------------------------------- cycle noise (Translator.jam)
+# Per model: the network that reads a translation on each cycle's way back (A: A -> B -> A, B: B -> A -> B),
+# and the settings that make its forward pass deterministic in eval mode.
+WAY_BACK = {"unit": ("E_B", "E_A", {}), "discogan": ("G_BA", "G_AB", {}),
+            "dualgan": ("G_BA", "G_AB", {"dropout": 0.0}),
+            "cyclegan": ("G_BA", "G_AB", {"lambda_id": 0.0, "n_blocks": 1})}
+
+
+def _way_back_inputs(model, monkeypatch, **sets):
+    """What the way back of each cycle, and D_B, were given in one g_terms call; and the clean translations."""
+    back_a, back_b, extra = WAY_BACK[model]
+    torch.manual_seed(0)
+    m = ganforge.create(model, "digits-edges-unpaired", **TINY, **extra, **sets)
+    m.eval()  # batch norm on running statistics: the translations are the same on every call
+    if model == "unit":  # the VAE's code noise off (z = mu), so the only draws are the cycle noise's
+        monkeypatch.setattr(m, "noisy", lambda mu: mu)
+    seen = {}
+    hooks = [getattr(m, name).register_forward_pre_hook(lambda mod, inp, k=k: seen.__setitem__(k, inp[0].detach()))
+             for k, name in (("A", back_a), ("B", back_b), ("D_B", "D_B"))]
+    x = random_pair(3, seed=2)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        m.g_terms(x)
+        for h in hooks:
+            h.remove()
+        fake_b, fake_a = m.translator("AtoB", False)(x["A"]), m.translator("BtoA", False)(x["B"])
+    return seen, fake_b, fake_a
+
+
+@pytest.mark.parametrize("model", ["unit", "discogan", "dualgan", "cyclegan"])
+def test_cycle_noise_reaches_the_way_back_and_not_d(model, monkeypatch):
+    sd = 0.3
+    seen, fake_b, fake_a = _way_back_inputs(model, monkeypatch, cycle_noise=sd)
+    torch.manual_seed(1)
+    noise_b, noise_a = torch.randn_like(fake_b), torch.randn_like(fake_a)  # A's cycle draws first
+    # the last network of each cycle's way back reads the translation plus sd x the noise drawn
+    assert torch.allclose(seen["A"], fake_b + sd * noise_b, atol=1e-5)
+    assert torch.allclose(seen["B"], fake_a + sd * noise_a, atol=1e-5)
+    assert abs(float((seen["A"] - fake_b).std()) - sd) < 0.05  # the std asked for
+    assert torch.allclose(seen["D_B"], fake_b, atol=1e-6)  # D judges the translation as it is
+    # unset (the default, 0): the way back reads the translation itself
+    quiet, _, _ = _way_back_inputs(model, monkeypatch)
+    assert torch.allclose(quiet["A"], fake_b, atol=1e-6) and torch.allclose(quiet["B"], fake_a, atol=1e-6)
+    # one cycle only: cycle_noise_B jams B -> A -> B, A's way back stays clean
+    one, _, _ = _way_back_inputs(model, monkeypatch, cycle_noise_B=sd)
+    torch.manual_seed(1)
+    assert torch.allclose(one["A"], fake_b, atol=1e-6)
+    assert torch.allclose(one["B"], fake_a + sd * torch.randn_like(fake_a), atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["unit", "discogan", "dualgan"])
+@pytest.mark.parametrize("key", ["cycle_noise", "cycle_noise_A", "cycle_noise_B"])
+def test_negative_cycle_noise_is_refused(model, key):
+    with pytest.raises(ConfigError, match=f"cycle_noise settings must be >= 0.*{key}=-0.1"):
+        ganforge.create(model, "digits-edges-unpaired", **TINY, **{key: -0.1})

@@ -24,7 +24,7 @@ channels), ``pool_size`` (0: no pool), ``n_blocks`` (None: by size), ``norm``,
 ``g_arch`` (``resnet``, or ``unet``: pix2pix's U-Net without dropout, as the authors' code offers),
 ``g_width``/``d_width``, ``d_layers`` (None: 3 from 64x64 up, 2 below), ``d_norm`` (None: ``norm``; see
 :meth:`CycleGAN.d_shape`), ``cycle_noise`` (0: none; ``cycle_noise_A``/``_B`` per cycle; see
-:meth:`CycleGAN.jam`), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both generators.
+:meth:`Translator.jam`), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both generators.
 """
 from __future__ import annotations
 
@@ -38,8 +38,6 @@ from ..losses import l1, ls_to
 from ..registry import register
 from .base import GANModel, Phase
 from .translation import TwoWay
-
-
 
 
 @register
@@ -113,20 +111,11 @@ class CycleGAN(TwoWay, GANModel):
             t["idt_A"], t["idt_B"] = l1(self.G_BA(a), a), l1(self.G_AB(b), b)
         return t
 
-    def jam(self, fake: torch.Tensor, cycle: str) -> torch.Tensor:
-        """A translation on its way back through ``cycle`` (A: A -> B -> A, B: B -> A -> B), with Gaussian
-        noise of std ``cycle_noise_A`` / ``cycle_noise_B`` (unset: ``cycle_noise``) added (Bashkirova et al.
-        2019): a cue hidden in faint grey levels for the other generator to read (Chu et al. 2017) drowns
-        in it, while what D sees is left as it is."""
-        c = self.cfg
-        sd = c["cycle_noise"] if c[f"cycle_noise_{cycle}"] is None else c[f"cycle_noise_{cycle}"]
-        return fake + sd * torch.randn_like(fake) if sd else fake
-
     def g_step(self, batch):
         c, t = self.cfg, self.g_terms(batch)
         # D's phase judges these fakes; no network is named, since D may use them whatever G did since.
         self.share("fakes", (t.pop("fake_A").detach(), t.pop("fake_B").detach()))
-        lam_a, lam_b = (c["lambda_cyc"] if c[k] is None else c[k] for k in ("lambda_A", "lambda_B"))
+        lam_a, lam_b = (self.own_or_shared(k, "lambda_cyc") for k in ("lambda_A", "lambda_B"))
         loss = t["G_AB_gan"] + t["G_BA_gan"] + lam_a * t["cycle_A"] + lam_b * t["cycle_B"]
         if c["lambda_id"]:
             loss = loss + c["lambda_cyc"] * c["lambda_id"] * (t["idt_A"] + t["idt_B"])

@@ -14,8 +14,9 @@ stacks with batch norm and leaky ReLU; Adam 2e-4, betas (0.5, 0.999).
 Settings: ``lambda_recon`` (10; 1 is the paper's unweighted sum, which on the MNIST digits and edge
 maps collapsed within 150 steps: every digit went to one blot of edges, docs/translation2.md), ``n_down`` (the encoder's stride-2
 convolutions: 3 at 28x28 leaves a 4x4 bottleneck of the 32x32 the image is padded to),
-``g_width``, ``d_width``, ``norm``, ``direction``, ``jitter``; ``ema`` keeps EMA copies of both
-generators.
+``g_width``, ``d_width``, ``norm``, ``cycle_noise`` (0: none; ``cycle_noise_A``/``_B`` per cycle: Gaussian
+noise on each translation before the other generator reconstructs from it, as for CycleGAN,
+:meth:`Translator.jam`), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both generators.
 """
 from __future__ import annotations
 
@@ -38,12 +39,13 @@ class DiscoGAN(TwoWay, GANModel):
     year = 2017
     defaults = {"g_width": 32, "d_width": 32, "n_down": None, "norm": "batch", "lambda_recon": 10.0,
                 "loss": "nonsaturating", "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999],
-                "direction": "auto", "jitter": None}
+                "direction": "auto", "jitter": None, "cycle_noise": 0.0, "cycle_noise_A": None, "cycle_noise_B": None}
 
     def build(self):
         c, s = self.cfg, self.spec
         if c["lambda_recon"] < 0:
             raise ConfigError(f"lambda_recon must be >= 0, got {c['lambda_recon']}")
+        self.check_cycle_noise()
         in_ch, out_ch = self.in_out()
         down = c["n_down"] if c["n_down"] is not None else (3 if s.image_size < 64 else 4)
         # The paper's encoder-decoder: the U-Net's layers without its skips (and without dropout).
@@ -73,7 +75,8 @@ class DiscoGAN(TwoWay, GANModel):
         a, b = batch["A"], batch["B"]
         fake_b, fake_a = self.G_AB(a), self.G_BA(b)
         return {"GAN_B": self.g_adversarial(self.D_B(fake_b)), "GAN_A": self.g_adversarial(self.D_A(fake_a)),
-                "CONST_A": (self.G_BA(fake_b) - a).pow(2).mean(), "CONST_B": (self.G_AB(fake_a) - b).pow(2).mean()}
+                "CONST_A": (self.G_BA(self.jam(fake_b, "A")) - a).pow(2).mean(),
+                "CONST_B": (self.G_AB(self.jam(fake_a, "B")) - b).pow(2).mean()}
 
     def g_step(self, batch):
         t = self.g_terms(batch)

@@ -16,8 +16,9 @@ clipping at 0.01 keeps tiny, so G copies through the U-Net's skips. Below 64x64 
 are lambda 20, clip 0.1 and lr 1e-4, the best of the measured probes (``SIZED``).
 
 Settings: ``lambda_A``, ``lambda_B``, ``clip``, ``n_critic``, ``g_width``, ``d_width``, ``d_layers``
-(None: 3 from 64x64 up, 2 below), ``norm``, ``dropout``, ``direction``, ``jitter``; ``ema`` keeps EMA
-copies of both generators.
+(None: 3 from 64x64 up, 2 below), ``norm``, ``dropout``, ``cycle_noise`` (0: none; ``cycle_noise_A``/``_B``
+per cycle: Gaussian noise on each translation before the other generator reconstructs from it, as for
+CycleGAN, :meth:`Translator.jam`), ``direction``, ``jitter``; ``ema`` keeps EMA copies of both generators.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ class DualGAN(TwoWay, GANModel):
     year = 2017
     defaults = {"g_width": 64, "d_width": 64, "d_layers": None, "norm": "batch", "dropout": 0.5,
                 "lambda_A": None, "lambda_B": None, "clip": None, "n_critic": 2, "lr": None,
-                "batch_size": 1, "loss": "wasserstein", "direction": "auto", "jitter": None}
+                "batch_size": 1, "loss": "wasserstein", "direction": "auto", "jitter": None,
+                "cycle_noise": 0.0, "cycle_noise_A": None, "cycle_noise_B": None}
     # Unset settings by image size: (below 64x64, from 64x64 up: the paper's).
     SIZED = {"lambda_A": (20.0, 500.0), "lambda_B": (20.0, 500.0), "clip": (0.1, 0.01), "lr": (1e-4, 5e-5)}
 
@@ -54,6 +56,7 @@ class DualGAN(TwoWay, GANModel):
         if self.sized("lambda_A") < 0 or self.sized("lambda_B") < 0 or not self.sized("clip") > 0 \
                 or int(c["n_critic"]) < 1:
             raise ConfigError("dualgan needs lambda_A, lambda_B >= 0, clip > 0 and n_critic >= 1")
+        self.check_cycle_noise()
         in_ch, out_ch = self.in_out()
         self.G_AB = UNetGenerator(in_ch, out_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
         self.G_BA = UNetGenerator(out_ch, in_ch, s.image_size, c["g_width"], c["norm"], c["dropout"])
@@ -96,7 +99,7 @@ class DualGAN(TwoWay, GANModel):
         fake_b, fake_a = self.G_AB(a), self.G_BA(b)
         return {"G_AB_gan": losses.g_loss("wasserstein", self.D_B(fake_b)),
                 "G_BA_gan": losses.g_loss("wasserstein", self.D_A(fake_a)),
-                "recon_A": l1(self.G_BA(fake_b), a), "recon_B": l1(self.G_AB(fake_a), b)}
+                "recon_A": l1(self.G_BA(self.jam(fake_b, "A")), a), "recon_B": l1(self.G_AB(self.jam(fake_a, "B")), b)}
 
     def g_step(self, batch):
         t = self.g_terms(batch)

@@ -60,6 +60,30 @@ class Translator:
         v = self.cfg[key]
         return v if v is not None else (large if self.spec.image_size >= 64 else small)
 
+    # -- cycles ---------------------------------------------------------------------------
+    def own_or_shared(self, own: str, shared: str):
+        """Setting ``own`` (one cycle's or one direction's, e.g. ``lambda_A``) as set, or when unset (None or
+        absent) the shared ``shared`` (``lambda_cyc``)."""
+        v = self.cfg.get(own)
+        return self.cfg[shared] if v is None else v
+
+    def check_cycle_noise(self) -> None:
+        """One line, not a traceback, for a negative std of the cycle noise (:meth:`jam`)."""
+        bad = {k: self.cfg[k] for k in ("cycle_noise", "cycle_noise_A", "cycle_noise_B")
+               if self.cfg.get(k) is not None and self.cfg[k] < 0}
+        if bad:
+            raise ConfigError("the cycle_noise settings must be >= 0 (a std), got "
+                              + ", ".join(f"{k}={v}" for k, v in bad.items()))
+
+    def jam(self, fake: torch.Tensor, cycle: str) -> torch.Tensor:
+        """A translation on its way back through ``cycle`` (A: A -> B -> A, B: B -> A -> B), with Gaussian
+        noise of std ``cycle_noise_A`` / ``cycle_noise_B`` (unset: ``cycle_noise``; absent or 0: none)
+        added (Bashkirova, Usman & Saenko 2019): a cue hidden in faint grey levels for the other network
+        to read (Chu et al. 2017's CycleGAN "steganography") drowns in it, while what D sees, the
+        translation itself, is left as it is."""
+        sd = self.own_or_shared(f"cycle_noise_{cycle}", "cycle_noise") if "cycle_noise" in self.cfg else 0.0
+        return fake + sd * self.randn(len(fake), *fake.shape[1:]).to(fake.dtype) if sd else fake
+
     def in_out(self) -> tuple[int, int]:
         """Channels of A and of B (which may differ)."""
         s = self.spec

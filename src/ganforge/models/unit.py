@@ -20,7 +20,9 @@ shared residual block, ``n_res`` residual blocks of its own, two transposed conv
 to tanh. Instance norm. D_A, D_B are PatchGANs (``d_layers``; 2 below 64x64, as for CycleGAN).
 
 Settings: ``lambda_recon``, ``lambda_cyc``, ``lambda_kl``, ``n_res``, ``share`` (false: no shared
-layers, the control), ``g_width``, ``d_width``, ``d_layers``, ``norm``, ``direction``, ``jitter``.
+layers, the control), ``g_width``, ``d_width``, ``d_layers``, ``norm``, ``direction``, ``jitter``,
+``cycle_noise`` (0: none; ``cycle_noise_A``/``_B`` per cycle): Gaussian noise on each translation
+before it is encoded again for the cycle, as for CycleGAN (:meth:`Translator.jam`).
 The shared layers make the four networks overlap, so there are no EMA copies (``ema`` is refused).
 """
 from __future__ import annotations
@@ -114,7 +116,8 @@ class UNIT(TwoWay, GANModel):
     year = 2017
     defaults = {"g_width": 32, "d_width": 32, "d_layers": None, "n_res": 1, "norm": "instance", "share": True,
                 "lambda_recon": 10.0, "lambda_cyc": 10.0, "lambda_kl": 0.02, "batch_size": 8, "lr": 1e-4,
-                "betas": [0.5, 0.999], "weight_decay": 1e-4, "direction": "auto", "jitter": None}
+                "betas": [0.5, 0.999], "weight_decay": 1e-4, "direction": "auto", "jitter": None,
+                "cycle_noise": 0.0, "cycle_noise_A": None, "cycle_noise_B": None}
     ema_nets = ()
     generator = "G_B"
     directions = {"AtoB": "E_A>G_B", "BtoA": "E_B>G_A"}
@@ -128,6 +131,7 @@ class UNIT(TwoWay, GANModel):
         for k in ("lambda_recon", "lambda_cyc", "lambda_kl"):
             if c[k] < 0:
                 raise ConfigError(f"{k} must be >= 0, got {c[k]}")
+        self.check_cycle_noise()
         if s.image_size % 4:
             raise ConfigError(f"unit's networks need an image size that is a multiple of 4, got {s.image_size}")
         in_ch, out_ch = self.in_out()
@@ -177,7 +181,8 @@ class UNIT(TwoWay, GANModel):
         mu_a, mu_b = self.E_A(a), self.E_B(b)
         z_a, z_b = self.noisy(mu_a), self.noisy(mu_b)
         fake_b, fake_a = self.G_B(z_a), self.G_A(z_b)  # translations out of the shared code
-        mu_ab, mu_ba = self.E_B(fake_b), self.E_A(fake_a)  # encoded again, for the cycle
+        # encoded again, for the cycle (through the cycle noise, when set: jam)
+        mu_ab, mu_ba = self.E_B(self.jam(fake_b, "A")), self.E_A(self.jam(fake_a, "B"))
         return {
             "fake_A": fake_a, "fake_B": fake_b,
             "recon_A": l1(self.G_A(z_a), a), "recon_B": l1(self.G_B(z_b), b),
