@@ -70,3 +70,19 @@ def test_spectral_norm_on_the_text_d(data):
     layers = [l for l in m.D.modules() if isinstance(l, (torch.nn.Conv2d, torch.nn.Linear))]
     assert layers and all(is_spectral(l) for l in layers)
     assert not any(is_spectral(l) for l in m.G.modules() if isinstance(l, (torch.nn.Conv2d, torch.nn.Linear)))
+
+
+def test_d_mbd_scores_an_image_by_its_closeness_to_the_batch(data):
+    torch.manual_seed(0)
+    m = ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, d_norm="none", d_mbd=6).train()
+    mbd = m.D.joint[4]
+    x, e = _xe(m, data)
+    seen = []
+    mbd.register_forward_hook(lambda mod, inp, out: seen.append(out[:, -6:]))
+    same = x[:1].expand(8, -1, -1, -1)
+    with torch.no_grad():
+        a, b = m.D(same, e[:1].expand(8, -1)), m.D(x, e[:1].expand(8, -1))
+    assert torch.allclose(seen[0], torch.full_like(seen[0], 7.0), atol=1e-4)  # 7 identical neighbours each
+    assert (seen[1] < 7.0 - 1e-3).all() and not torch.allclose(a[0], b[0], atol=1e-5)
+    with pytest.raises(ConfigError, match="d_mbd"):
+        ganforge.create("gan-int-cls", data="digits-captions", **TINY_TEXT, d_mbd=-1)

@@ -319,13 +319,15 @@ class TextD(nn.Module):
 
     ``mbstd`` > 0: ProGAN's minibatch standard deviation (over groups of ``mbstd`` samples) joined to
     the body's map as one more channel, so that D can see a batch of one repeated shape. ``contrast``: the image's
-    :func:`contrast_map` joined to its channels at D's input (the digit's shape without its colours)."""
+    :func:`contrast_map` joined to its channels at D's input (the digit's shape without its colours). ``mbd`` > 0:
+    minibatch discrimination (Salimans et al. 2016) with that many kernels on the joint features."""
 
     def __init__(self, e_dim: int, t_dim: int, channels: int, image_size: int, width: int, norm: str = "batch",
-                 mbstd: int = 0, contrast: bool = False):
+                 mbstd: int = 0, contrast: bool = False, mbd: int = 0):
         super().__init__()
         from .nn import DCGANDiscriminator, dcgan_init
         from .nn.dcgan import _norm, dcgan_stages
+        from .nn.improved import MinibatchDiscrimination
         from .nn.progressive import MinibatchStdDev
 
         base, k = dcgan_stages(image_size)
@@ -335,8 +337,11 @@ class TextD(nn.Module):
         ch = width * 2 ** (k - 1)
         self.mbstd = MinibatchStdDev(mbstd) if mbstd else None
         self.proj = TextProjection(e_dim, t_dim)
+        flat = ch * base * base
+        # mbd > 0: Salimans et al.'s minibatch discrimination (mbd kernels of 5) before the logit
+        mbd_layers = [MinibatchDiscrimination(flat, mbd, 5)] if mbd else []
         self.joint = nn.Sequential(nn.Conv2d(ch + t_dim + (1 if mbstd else 0), ch, 1, bias=False), _norm(norm, ch),
-                                   nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(ch * base * base, 1))
+                                   nn.LeakyReLU(0.2), nn.Flatten(), *mbd_layers, nn.Linear(flat + mbd, 1))
         dcgan_init(self.proj)
         dcgan_init(self.joint)
 
