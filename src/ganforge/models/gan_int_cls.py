@@ -21,7 +21,10 @@ colours; ``d_norm`` picks D's normalisation (batch, as in the paper; layer; none
 shape collapse on ``mnist-captions`` (docs/text.md), all off by default: ``digit_swap`` (the share of
 swapped mismatches that swap the digit word), ``emb_noise`` (G trained on e + sigma * eps, a CA-like
 noisy condition without the KL) and ``g_first_norm=unit`` (G's first batch norm per unit, which
-removes a template shared by the whole batch).
+removes a template shared by the whole batch). D options from the fourth pass, also off by default:
+``d_mbstd`` (minibatch standard deviation), ``d_mbd`` (minibatch discrimination), ``d_contrast`` (a
+colour-free contrast channel at D's input, so D checks the digit's shape early) and the engine's
+``spectral_norm``.
 Captions come from a captioned data set (``mnist-captions``, ``digits-captions``,
 ``captions:PATH``); ``ganforge sample RUN --text "a thick blue three on yellow"`` draws from one.
 """
