@@ -30,6 +30,7 @@ from torch import nn
 
 from .data.captions import Vocabulary
 from .errors import ConfigError, GanforgeError
+from .nn.spectral import spectral_norm_ready
 
 ENCODER_DEFAULTS = {"te_dim": 128, "te_hidden": 64, "te_words": 32, "te_steps": 1500, "te_batch": 128,
                     "te_lr": 1e-3, "te_swaps": True}
@@ -302,27 +303,52 @@ class TextG(nn.Module):
         return self.net(torch.cat([z, self.proj(e)], 1))
 
 
+def contrast_map(x: torch.Tensor) -> torch.Tensor:
+    """Each pixel's distance from the image's background colour (the mean of its 1-pixel border),
+    divided by the image's largest such distance, in [-1, 1]: a coloured digit's shape whatever its
+    two colours (``uncolor``'s grey digit, up to its scale), differentiable in ``x``."""
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], 2)
+    d = (x - border.mean(2)[:, :, None, None]).pow(2).sum(1, keepdim=True).add(1e-6).sqrt()
+    return 2 * d / d.flatten(1).max(1).values[:, None, None, None] - 1
+
+
+@spectral_norm_ready
 class TextD(nn.Module):
     """D(x, e): DCGAN's conv body down to a small map, the compressed embedding replicated over it and
-    joined as channels, a 1x1 conv, then one logit (Reed et al. 2016, Fig. 2; StackGAN's D too)."""
+    joined as channels, a 1x1 conv, then one logit (Reed et al. 2016, Fig. 2; StackGAN's D too).
 
-    def __init__(self, e_dim: int, t_dim: int, channels: int, image_size: int, width: int, norm: str = "batch"):
+    ``mbstd`` > 0: ProGAN's minibatch standard deviation (over groups of ``mbstd`` samples) joined to
+    the body's map as one more channel, so that D can see a batch of one repeated shape. ``contrast``: the image's
+    :func:`contrast_map` joined to its channels at D's input (the digit's shape without its colours). ``mbd`` > 0:
+    minibatch discrimination (Salimans et al. 2016) with that many kernels on the joint features."""
+
+    def __init__(self, e_dim: int, t_dim: int, channels: int, image_size: int, width: int, norm: str = "batch",
+                 mbstd: int = 0, contrast: bool = False, mbd: int = 0):
         super().__init__()
         from .nn import DCGANDiscriminator, dcgan_init
         from .nn.dcgan import _norm, dcgan_stages
+        from .nn.improved import MinibatchDiscrimination
+        from .nn.progressive import MinibatchStdDev
 
         base, k = dcgan_stages(image_size)
         # norm: "batch" as in the paper; "layer" normalises each image on its own (see d_norm)
-        self.body = DCGANDiscriminator(channels, image_size, width, norm=norm).body[:-1]  # without its Flatten
+        self.contrast = contrast
+        self.body = DCGANDiscriminator(channels + contrast, image_size, width, norm=norm).body[:-1]  # no Flatten
         ch = width * 2 ** (k - 1)
+        self.mbstd = MinibatchStdDev(mbstd) if mbstd else None
         self.proj = TextProjection(e_dim, t_dim)
-        self.joint = nn.Sequential(nn.Conv2d(ch + t_dim, ch, 1, bias=False), _norm(norm, ch), nn.LeakyReLU(0.2),
-                                   nn.Flatten(), nn.Linear(ch * base * base, 1))
+        flat = ch * base * base
+        # mbd > 0: Salimans et al.'s minibatch discrimination (mbd kernels of 5) before the logit
+        mbd_layers = [MinibatchDiscrimination(flat, mbd, 5)] if mbd else []
+        self.joint = nn.Sequential(nn.Conv2d(ch + t_dim + (1 if mbstd else 0), ch, 1, bias=False), _norm(norm, ch),
+                                   nn.LeakyReLU(0.2), nn.Flatten(), *mbd_layers, nn.Linear(flat + mbd, 1))
         dcgan_init(self.proj)
         dcgan_init(self.joint)
 
     def forward(self, x, e):
-        h = self.body(x)
+        h = self.body(torch.cat([x, contrast_map(x)], 1) if self.contrast else x)
+        if self.mbstd is not None:
+            h = self.mbstd(h)
         t = self.proj(e)[:, :, None, None].expand(-1, -1, *h.shape[-2:])
         return self.joint(torch.cat([h, t.to(h.dtype)], 1)).squeeze(1)
 

@@ -21,7 +21,10 @@ colours; ``d_norm`` picks D's normalisation (batch, as in the paper; layer; none
 shape collapse on ``mnist-captions`` (docs/text.md), all off by default: ``digit_swap`` (the share of
 swapped mismatches that swap the digit word), ``emb_noise`` (G trained on e + sigma * eps, a CA-like
 noisy condition without the KL) and ``g_first_norm=unit`` (G's first batch norm per unit, which
-removes a template shared by the whole batch).
+removes a template shared by the whole batch). D options from the fourth pass, also off by default:
+``d_mbstd`` (minibatch standard deviation), ``d_mbd`` (minibatch discrimination), ``d_contrast`` (a
+colour-free contrast channel at D's input, so D checks the digit's shape early) and the engine's
+``spectral_norm``.
 Captions come from a captioned data set (``mnist-captions``, ``digits-captions``,
 ``captions:PATH``); ``ganforge sample RUN --text "a thick blue three on yellow"`` draws from one.
 """
@@ -240,7 +243,8 @@ class GANINTCLS(TextConditional, GANModel):
     year = 2016
     # t_dim: the compressed embedding (128 in the paper); int_beta: the interpolation's beta.
     defaults = {**TEXT_DEFAULTS, "z_dim": 100, "g_width": 64, "d_width": 64, "loss": "nonsaturating",
-                "int": True, "int_beta": 0.5, "emb_noise": 0.0, "g_first_norm": "channel"}
+                "int": True, "int_beta": 0.5, "emb_noise": 0.0, "g_first_norm": "channel", "d_mbstd": 0,
+                "d_contrast": False, "d_mbd": 0}
 
     def build(self):
         c, s = self.cfg, self.spec
@@ -250,10 +254,15 @@ class GANINTCLS(TextConditional, GANModel):
             raise ConfigError(f"g_first_norm must be channel or unit, got {c['g_first_norm']!r}")
         if not c["emb_noise"] >= 0.0:
             raise ConfigError(f"emb_noise must be >= 0, got {c['emb_noise']}")
+        if not (isinstance(c["d_mbstd"], int) and c["d_mbstd"] != 1 and c["d_mbstd"] >= 0):
+            raise ConfigError(f"d_mbstd must be 0 (off) or a group size >= 2, got {c['d_mbstd']!r}")
+        if not (isinstance(c["d_mbd"], int) and c["d_mbd"] >= 0):
+            raise ConfigError(f"d_mbd must be 0 (off) or a number of kernels >= 1, got {c['d_mbd']!r}")
         self.build_text()
         self.G = TextG(self.e_dim, c["t_dim"], c["z_dim"], s.channels, s.image_size, c["g_width"],
                        c["g_first_norm"])
-        self.D = TextD(self.e_dim, c["t_dim"], s.channels, s.image_size, c["d_width"], c["d_norm"])
+        self.D = TextD(self.e_dim, c["t_dim"], s.channels, s.image_size, c["d_width"], c["d_norm"],
+                       c["d_mbstd"], bool(c["d_contrast"]), c["d_mbd"])
 
     def phases(self):
         # D and G see the same batch of images and captions, as in the paper's Algorithm 1.
