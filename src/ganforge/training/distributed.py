@@ -226,7 +226,15 @@ def _worker(rank: int, world: int, port: int, threads: int, results, fn, args: t
         sys.exit(1)
     if rank == 0:
         results.put((rank, "ok", value))
-    sys.exit(0)
+    # The work is done and saved: leave without the interpreter's teardown, where a communication
+    # thread still running in the C++ runtime can abort the process ("terminate called without an
+    # active exception", seen once in a fresh clone's .ci/run after the run had finished).
+    # The result is flushed first.
+    results.close()
+    results.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _picklable(e: BaseException) -> BaseException:

@@ -751,7 +751,13 @@ def train(model: str | None = None, *, out=None, resume=None, force: bool = Fals
     info = []
     try:
         with contextlib.ExitStack() as lock:
-            return _train(model, out, resume, force, steps, config_file, sets, progress, flags, info, lock)
+            result = _train(model, out, resume, force, steps, config_file, sets, progress, flags, info, lock)
+        if info:
+            # No process leaves the group while another may still be sending to it (a gloo peer that
+            # finds its partner gone can abort at exit). Only on success: after a failure the others
+            # may be stuck in a collective, and the launcher stops them.
+            distributed.barrier()
+        return result
     finally:
         if info:
             distributed.cleanup()
