@@ -54,9 +54,9 @@ class CycleGAN(TwoWay, GANModel):
     def build(self):
         c, s = self.cfg, self.spec
         in_ch, out_ch = self.in_out()
-        if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id", "cycle_noise",
-                                         "cycle_noise_A", "cycle_noise_B")):
-            raise ConfigError("lambda_cyc, lambda_A, lambda_B, lambda_id and the cycle_noise settings must be >= 0")
+        if any((c[k] or 0) < 0 for k in ("lambda_cyc", "lambda_A", "lambda_B", "lambda_id")):
+            raise ConfigError("lambda_cyc, lambda_A, lambda_B and lambda_id must be >= 0")
+        self.check_cycle_noise()
         if c["lambda_id"] and in_ch != out_ch:
             raise ConfigError(f"the identity loss feeds B to G_AB, which needs A and B of the same channels "
                               f"({in_ch} and {out_ch} here): --set lambda_id=0")

@@ -82,8 +82,9 @@ class DualGAN(TwoWay, GANModel):
     def after_phase(self, name):
         super().after_phase(name)
         if name == "D":  # the critics' Lipschitz constraint: every weight into [-c, c]
+            clip = self.sized("clip")
             for p in itertools.chain(self.D_A.parameters(), self.D_B.parameters()):
-                p.clamp_(-self.sized("clip"), self.sized("clip"))
+                p.clamp_(-clip, clip)
 
     def d_step(self, batch):
         a, b = batch["A"], batch["B"]

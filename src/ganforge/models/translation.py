@@ -77,11 +77,11 @@ class Translator:
 
     def jam(self, fake: torch.Tensor, cycle: str) -> torch.Tensor:
         """A translation on its way back through ``cycle`` (A: A -> B -> A, B: B -> A -> B), with Gaussian
-        noise of std ``cycle_noise_A`` / ``cycle_noise_B`` (unset: ``cycle_noise``; absent or 0: none)
+        noise of std ``cycle_noise_A`` / ``cycle_noise_B`` (unset: ``cycle_noise``; 0: none)
         added (Bashkirova, Usman & Saenko 2019): a cue hidden in faint grey levels for the other network
         to read (Chu et al. 2017's CycleGAN "steganography") drowns in it, while what D sees, the
         translation itself, is left as it is."""
-        sd = self.own_or_shared(f"cycle_noise_{cycle}", "cycle_noise") if "cycle_noise" in self.cfg else 0.0
+        sd = self.own_or_shared(f"cycle_noise_{cycle}", "cycle_noise")
         return fake + sd * self.randn(len(fake), *fake.shape[1:]).to(fake.dtype) if sd else fake
 
     def in_out(self) -> tuple[int, int]:
