@@ -83,9 +83,9 @@ PRIORS = ("gaussian", "mixture", "swissroll")
 VARIANTS = ("unsupervised", "supervised", "semi")
 RECON = ("bce", "mse")
 OPTIMIZERS = ("adam", "sgd")
-# optimizer=sgd: the paper's initial rates for semi-supervised MNIST (its appendix, as a public
-# reimplementation's schedule also has them: each divided by 10 after 50 epochs, i.e. 30,000 steps
-# of 100 images, and again after 1000; here the engine's lr_decay schedules them instead).
+# optimizer=sgd: the paper's initial rates for semi-supervised MNIST, as recalled from its appendix
+# (a public reimplementation cuts the first two to 0.001 and 0.01 after 50 epochs, i.e. 30,000 steps
+# of 100 images, and by 10 again after 1000; here the engine's lr_decay schedules them instead).
 SGD_LR = {"lr_ae": 0.01, "lr_d": 0.1, "lr_e": 0.1, "lr_c": 0.1}
 N_COMPONENTS = 10
 # variant=semi's reconstruction rate: twice the other phases' (docs/encoders.md, "(2) Semi-supervised").
