@@ -18,7 +18,7 @@ from ganforge.metrics.encoding import encoder_metrics
 from ganforge.metrics.mmd import gaussian_mmd2, median_distance
 from ganforge.metrics.paired import l1
 from ganforge.metrics.semi import classifier_accuracy, heldout_accuracy
-from ganforge.models.aae import MIXTURE_RADIUS, SEMI_LR_AE, SWISS_RADIUS, SWISS_TURNS, sample_prior
+from ganforge.models.aae import MIXTURE_RADIUS, SEMI_LR_AE, SGD_LR, SWISS_RADIUS, SWISS_TURNS, sample_prior
 from ganforge.nn import random_shift
 from ganforge.registry import get_model_class
 from ganforge.training.engine import Trainer
@@ -248,6 +248,42 @@ def test_semi_reconstructs_at_twice_the_rate_of_its_other_phases():
             tiny(variant="semi", **{key: value})
 
 
+def test_sgd_is_the_papers_optimisation_with_its_rates_momenta_and_error_scale(digits):
+    """optimizer=sgd: SGD with momentum, high (momentum_ae) for the reconstruction and
+    classification costs, low (momentum_adv) for both adversarial players, at the paper's rates
+    (SGD_LR) unless set; the reconstruction error is summed over each image's pixels."""
+    m = tiny(variant="semi", optimizer="sgd", lr_c=0.05)
+    opts = m.optimizers()
+    assert all(type(o) is torch.optim.SGD for o in opts.values())
+    got = {k: (o.param_groups[0]["lr"], o.param_groups[0]["momentum"]) for k, o in opts.items()}
+    assert got == {"AE": (SGD_LR["lr_ae"], 0.9), "D": (SGD_LR["lr_d"], 0.1), "E": (SGD_LR["lr_e"], 0.1),
+                   "C": (0.05, 0.9)}
+    assert all(type(o) is torch.optim.Adam for o in tiny(variant="semi").optimizers().values())
+    x = digits.x[:8].float().div(127.5).sub(1)
+    adam = tiny(variant="semi", recon="mse")
+    sgd = tiny(variant="semi", recon="mse", optimizer="sgd")
+    sgd.load_state_dict(adam.state_dict())
+    h = torch.randn(8, adam.z_dim + 10)
+    pixels = math.prod(x.shape[1:])
+    assert torch.allclose(sgd.recon_error(h, x), pixels * adam.recon_error(h, x), rtol=1e-5)
+    assert torch.allclose(sgd.recon_error(h, x), (sgd.G(h) - x).pow(2).flatten(1).sum(1).mean(), rtol=1e-5)
+    for key, value in (("optimizer", "rmsprop"), ("momentum_adv", 1.0), ("momentum_ae", "high")):
+        with pytest.raises(ConfigError, match=key):
+            tiny(variant="semi", **{key: value})
+
+
+def test_init_std_draws_every_networks_weights_from_the_papers_small_gaussian():
+    m = tiny(variant="semi", init_std=0.01, e_hidden=[256], g_hidden=[256], d_hidden=[256])
+    for name in ("E", "G", "D_cat", "D_z"):
+        layers = [mod for mod in getattr(m, name).modules() if isinstance(mod, torch.nn.Linear)]
+        w = torch.cat([mod.weight.detach().flatten() for mod in layers])
+        assert abs(float(w.std()) - 0.01) < 0.001 and all(not mod.bias.any() for mod in layers)
+    default = tiny(variant="semi", e_hidden=[256])
+    assert float(default.E.net[0].weight.detach().std()) > 0.015  # PyTorch's own: 1/sqrt(3 * 784) = 0.021
+    with pytest.raises(ConfigError, match="init_std"):
+        tiny(variant="semi", init_std=-0.1)
+
+
 def test_semi_learns_labels_only_from_the_labelled_subset(digits):
     m = tiny(variant="semi", labels_per_class=3, shift=0, input_noise=0)
     sgan = ganforge.create("sgan", data="digits", labels_per_class=3, g_hidden=[8], d_hidden=[8] * 5)
@@ -269,6 +305,24 @@ def test_semi_learns_labels_only_from_the_labelled_subset(digits):
         a = step(batch)["loss"]
         torch.manual_seed(0)
         assert torch.equal(a, step({**batch, "y": (batch["y"] + 3) % 10})["loss"])
+
+
+def test_recon_labelled_reconstructs_labelled_images_from_their_true_labels(digits):
+    m = tiny(variant="semi", labels_per_class=3, shift=0, input_noise=0, recon_labelled=True)
+    m.prepare(digits)
+    e_in, g_in = [], []
+    m.E.register_forward_hook(lambda mod, inp, out: e_in.append(inp[0].detach()))
+    m.G.net.register_forward_hook(lambda mod, inp, out: g_in.append(inp[0].detach()))
+    out = m.recon_step({"x": digits.x[:8].float().div(127.5).sub(1)})
+    assert len(e_in) == len(g_in) == 2  # the batch, then as many labelled images
+    pool = m.labelled_images().flatten(1)
+    rows = [int((pool == row).all(1).nonzero()[0]) for row in e_in[1].flatten(1)]
+    y = g_in[1][:, m.z_dim:]
+    assert torch.equal(y, F.one_hot(m.labelled_y[rows], 10).float())  # each image's own label, one-hot
+    assert torch.allclose(out["loss"], out["recon_unlabelled"] + out["recon_labelled"])
+    assert not torch.equal(g_in[0][:, m.z_dim:], g_in[0][:, m.z_dim:].round())  # the batch's y: E's softmax
+    with pytest.raises(ConfigError, match="recon_labelled"):
+        tiny(variant="supervised", recon_labelled=True)
 
 
 def test_classify_is_argmax_of_the_categorical_head_and_only_semi_has_it(digits):

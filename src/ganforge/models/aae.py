@@ -51,6 +51,18 @@ towards one-hot codes. ``input_noise`` (Gaussian noise on E's input, std on the 
 scale) and ``shift`` (random translation by up to that many pixels of every real image E reads, the
 target of the reconstruction included) regularise the semi-supervised classifier; they are on
 only for ``variant=semi`` unless set (0.3 and 2, as SGAN here).
+
+The paper's optimisation, as a setting: ``optimizer=sgd`` is SGD with momentum ``momentum_ae``
+(0.9) for the reconstruction and classification costs and ``momentum_adv`` (0.1) for both players
+of the adversarial games, at the paper's initial rates for semi-supervised MNIST (``SGD_LR``:
+0.01 reconstruction, 0.1 the rest) unless set, with the reconstruction error summed over each
+image's pixels (the scale those rates are for; Adam keeps the mean). ``init_std`` draws every
+weight from N(0, init_std^2) with zero biases (a reimplementation of the paper uses 0.01); None
+keeps PyTorch's. In this implementation neither is better than the Adam default in 2,000-step
+probes (the paper's rates diverge with PyTorch's initialisation, and with init_std=0.01 D_cat does
+not learn in that time; docs/encoders.md). ``recon_labelled`` (a reference implementation's
+addition, not the paper's) also reconstructs a batch of the labelled images from their true
+one-hot label and E's style code in the reconstruction phase.
 """
 from __future__ import annotations
 
@@ -61,7 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, closest
-from ..nn import MLP, evaluating, random_shift
+from ..nn import MLP, evaluating, init_weights, random_shift
 from ..registry import register
 from .base import GANModel, Phase, batch_len
 from .encoding import Encoding
@@ -70,6 +82,11 @@ from .labelled import LabelledSubset
 PRIORS = ("gaussian", "mixture", "swissroll")
 VARIANTS = ("unsupervised", "supervised", "semi")
 RECON = ("bce", "mse")
+OPTIMIZERS = ("adam", "sgd")
+# optimizer=sgd: the paper's initial rates for semi-supervised MNIST, as recalled from its appendix
+# (a public reimplementation cuts the first two to 0.001 and 0.01 after 50 epochs, i.e. 30,000 steps
+# of 100 images, and by 10 again after 1000; here the engine's lr_decay schedules them instead).
+SGD_LR = {"lr_ae": 0.01, "lr_d": 0.1, "lr_e": 0.1, "lr_c": 0.1}
 N_COMPONENTS = 10
 # variant=semi's reconstruction rate: twice the other phases' (docs/encoders.md, "(2) Semi-supervised").
 SEMI_LR_AE = 2e-3
@@ -149,12 +166,15 @@ class AAE(Encoding, LabelledSubset, GANModel):
     data_desc = "images (variant=supervised, semi: labelled images)"
     # z_dim None: 10 (the style code) for variant=semi, else 2 (the paper's figures of codes).
     # input_noise, shift None: 0.3 and 2 for variant=semi, else 0.
-    # lr_ae None: SEMI_LR_AE for variant=semi, else 1e-3 (see the module docstring).
+    # lr_ae None: SEMI_LR_AE for variant=semi, else 1e-3 (see the module docstring); lr_d, lr_e,
+    # lr_c None: 1e-3. optimizer=sgd: every None rate is the paper's (SGD_LR).
     defaults = {"variant": "unsupervised", "prior": "gaussian", "adversary": True, "z_dim": None,
                 "e_hidden": [1000, 1000], "g_hidden": [1000, 1000], "d_hidden": [1000, 1000],
                 "recon": "bce", "loss": "nonsaturating", "batch_size": 100,
-                "lr_ae": None, "lr_d": 1e-3, "lr_e": 1e-3, "lr_c": 1e-3,
-                "labels_per_class": 10, "labels_only": False, "input_noise": None, "shift": None, "cat_weight": 1.0}
+                "optimizer": "adam", "momentum_ae": 0.9, "momentum_adv": 0.1, "init_std": None,
+                "lr_ae": None, "lr_d": None, "lr_e": None, "lr_c": None,
+                "labels_per_class": 10, "labels_only": False, "recon_labelled": False,
+                "input_noise": None, "shift": None, "cat_weight": 1.0}
     ema_nets = ("G", "E")
     # Its own steps use none of the default GAN step's options.
     step_options = ()
@@ -175,7 +195,15 @@ class AAE(Encoding, LabelledSubset, GANModel):
         self.input_noise = self._setting("input_noise", 0.3 if semi else 0.0, (int, float), 0)
         self.shift = self._setting("shift", 2 if semi else 0, int, 0)
         self.cat_weight = self._setting("cat_weight", 1.0, (int, float), 0)
-        self.lr_ae = self._setting("lr_ae", SEMI_LR_AE if semi else 1e-3, (int, float), 0)
+        if c["optimizer"] not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {c['optimizer']!r}")
+        self.sgd = c["optimizer"] == "sgd"
+        for key in ("momentum_ae", "momentum_adv"):
+            if isinstance(c[key], bool) or not isinstance(c[key], (int, float)) or not 0 <= c[key] < 1:
+                raise ConfigError(f"{key} (optimizer=sgd) must be a number in [0, 1), got {c[key]!r}")
+        adam_lr = {"lr_ae": SEMI_LR_AE if semi else 1e-3, "lr_d": 1e-3, "lr_e": 1e-3, "lr_c": 1e-3}
+        self.lr = {k: self._setting(k, SGD_LR[k] if self.sgd else v, (int, float), 0) for k, v in adam_lr.items()}
+        self.lr_ae = self.lr["lr_ae"]
         if self.shift > 7:
             raise ConfigError(f"shift is the largest random translation in pixels, 0..7; got {self.shift}")
         if prior != "gaussian":
@@ -184,6 +212,9 @@ class AAE(Encoding, LabelledSubset, GANModel):
                                   "style code to prior=gaussian")
             if self.z_dim != 2:
                 raise ConfigError(f"prior={prior} is two-dimensional: it needs z_dim=2, got {self.z_dim}")
+        if c["recon_labelled"] and not semi:
+            raise ConfigError("recon_labelled is for variant=semi (it reconstructs the labelled images from their "
+                              "labels)")
         if c["labels_only"] and not semi:
             raise ConfigError("labels_only is the baseline of variant=semi (E's classifier on the labels alone)")
         if variant != "unsupervised" and not s.n_classes:
@@ -198,6 +229,11 @@ class AAE(Encoding, LabelledSubset, GANModel):
             self.register_labelled()
         else:
             self.D = code_discriminator(self.z_dim, c["d_hidden"])
+        if c["init_std"] is not None:
+            # A reimplementation's initialisation of the paper's MLPs (N(0, 0.01^2) weights, zero biases).
+            std = self._setting("init_std", None, (int, float), 0)
+            for net in (self.E, self.G, *self.adversaries):
+                init_weights(net, "normal", std)
 
     def _setting(self, key, default, kind, low):
         value = self.cfg[key]
@@ -216,12 +252,20 @@ class AAE(Encoding, LabelledSubset, GANModel):
         return (self.D_cat, self.D_z) if self.semi else (self.D,)
 
     def optimizers(self):
-        c = self.cfg
-        opts = {"AE": self.adam([*self.E.parameters(), *self.G.parameters()], self.lr_ae),
-                "D": self.adam([p for d in self.adversaries for p in d.parameters()], c["lr_d"] or c["lr"]),
-                "E": self.adam(self.E.parameters(), c["lr_e"])}
+        c, lr = self.cfg, self.lr
+
+        def make(params, key, momentum):
+            if self.sgd:
+                return torch.optim.SGD(list(params), lr=lr[key], momentum=momentum)
+            return self.adam(params, lr[key])
+
+        # The paper's momenta: high for the reconstruction and classification costs, low for
+        # both players of the adversarial games (momentum_ae, momentum_adv; Adam ignores them).
+        opts = {"AE": make([*self.E.parameters(), *self.G.parameters()], "lr_ae", c["momentum_ae"]),
+                "D": make([p for d in self.adversaries for p in d.parameters()], "lr_d", c["momentum_adv"]),
+                "E": make(self.E.parameters(), "lr_e", c["momentum_adv"])}
         if self.semi:
-            opts["C"] = self.adam(self.E.parameters(), c["lr_c"])
+            opts["C"] = make(self.E.parameters(), "lr_c", c["momentum_ae"])
         return opts
 
     def phases(self):
@@ -322,9 +366,16 @@ class AAE(Encoding, LabelledSubset, GANModel):
 
     # -- the phases ----------------------------------------------------------------------------
     def recon_error(self, h, target):
+        # The mean over pixels for Adam (which does not see the scale); for SGD the error of each
+        # image summed over its pixels, the scale the paper's SGD rates were set for.
+        reduction = "sum" if self.sgd else "mean"
         if self.cfg["recon"] == "bce":
-            return F.binary_cross_entropy_with_logits(self.G.logits(h), target.flatten(1).add(1).mul(0.5))
-        return (self.G(h) - target).pow(2).mean()
+            err = F.binary_cross_entropy_with_logits(self.G.logits(h), target.flatten(1).add(1).mul(0.5),
+                                                     reduction=reduction)
+        else:
+            sq = (self.G(h) - target).pow(2)
+            err = sq.sum() if self.sgd else sq.mean()
+        return err / len(h) if self.sgd else err
 
     def recon_step(self, batch):
         """Reconstruction phase: E and G on the reconstruction error of x."""
@@ -337,6 +388,15 @@ class AAE(Encoding, LabelledSubset, GANModel):
         else:
             inputs = {"z": z}
         loss = self.recon_error(self.decoder_input(inputs), x)
+        if self.semi and self.cfg["recon_labelled"]:
+            # A reference implementation's addition (not the paper's): labelled images are also
+            # reconstructed, from their true one-hot label and E's style code, so G learns what
+            # each categorical code means and the unlabelled reconstructions pull y towards it.
+            xl, yl = self.labelled_batch(len(x))
+            xl = self.augment(xl)
+            zl = self.split(self.E(self.corrupt(xl)))[0]
+            labelled = self.recon_error(self.decoder_input({"z": zl, "y": yl}), xl)
+            return {"loss": loss + labelled, "recon_unlabelled": loss.detach(), "recon_labelled": labelled.detach()}
         return {"loss": loss}
 
     def codes(self, batch):
