@@ -22,11 +22,11 @@ def grads(net):
 
 
 # ---------------------------------------------------------------------------- CoGAN
-@pytest.mark.parametrize("part", ["G", "D"])
-def test_cogan_shares_g_first_and_d_last_layers(part):
+@pytest.mark.parametrize("part, arch", [("G", "dcgan"), ("D", "dcgan"), ("G", "paper")])
+def test_cogan_shares_g_first_and_d_last_layers(part, arch):
     torch.manual_seed(0)
-    shared = ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, **TINY)
-    apart = ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, share=False, **TINY)
+    shared = ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, g_arch=arch, **TINY)
+    apart = ganforge.create("cogan", "digits-negative-unpaired", z_dim=8, g_arch=arch, share=False, **TINY)
     net, other = getattr(shared, part), getattr(apart, part)
     assert net.trunk_of("A") is net.trunk_of("B")  # one module: the same parameters
     assert other.trunk_of("A") is not other.trunk_of("B")
@@ -98,6 +98,26 @@ def test_cogan_eval_reports_pair_agreement(tmp_path):
     with pytest.raises(ConfigError, match="baseline real"):
         evaluate_run(run, n=50, baseline="real", progress=False)
 
+
+def test_cogan_paper_g_shares_all_but_its_last_layer():
+    """g_arch=paper: the paper's deeper digit G, whose heads are one full-size transposed conv each."""
+    m = ganforge.create("cogan", "digits-edges-unpaired", z_dim=8, g_arch="paper", **TINY)
+    convs = [l for l in m.G.trunk if isinstance(l, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [(8, 32, 1), (32, 16, 2), (16, 8, 2),
+                                                                              (8, 4, 2)]
+    sizes = []
+    hook = m.G.trunk.register_forward_hook(lambda mod, i, o: sizes.append(tuple(o.shape[1:])))
+    a, b = m.G(torch.randn(3, 8))
+    hook.remove()
+    assert sizes == [(4, 25, 25)] and a.shape == b.shape == (3, 1, 28, 28)  # shared up to 25x25
+    for head in (m.G.head_A, m.G.head_B):
+        layers = [l for l in head if any(True for _ in l.parameters())]
+        assert len(layers) == 1 and layers[0].stride == (1, 1) and layers[0].kernel_size == (6, 6)
+    # other sizes: the head's kernel makes up what three stride-2 layers leave
+    assert ganforge.create("cogan", "digits-edges-unpaired", z_dim=8, g_arch="paper", image_size=32,
+                           **TINY).G(torch.randn(2, 8))[1].shape == (2, 1, 32, 32)
+    with pytest.raises(ConfigError, match="g_arch"):
+        ganforge.create("cogan", "digits-edges-unpaired", g_arch="deep", **TINY)
 
 
 def test_cogan_d_hidden_layer_and_runs_from_before_it(tmp_path):

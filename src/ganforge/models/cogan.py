@@ -13,9 +13,10 @@ Here G is one network: its high-level layers ``G.trunk`` (``G.trunk_A``, ``G.tru
 ``G.trunk_of(domain)`` either way) and the domains' heads ``G.head_A``, ``G.head_B``; D likewise
 has the domains' first layers ``D.tail_A``, ``D.tail_B`` and its last layers ``D.trunk``. Both
 domains' losses are summed, so the shared layers get the gradients of both GANs. DCGAN-style
-networks for 28x28 (the paper's digit nets are of the same shape: a fully connected projection,
-transposed convolutions, a 2-layer conv D ending in a hidden fully connected layer, ``d_hidden``),
-the non-saturating GAN loss, Adam 2e-4 (0.5, 0.999).
+networks for 28x28 (``g_arch=dcgan``: a projection of z and two transposed convolutions, the last
+the domain's own), or the paper's deeper digit G (``g_arch=paper``: four shared transposed convs up
+to 25x25, then one per domain); D a 2-layer conv net ending in the paper's hidden fully connected
+layer (``d_hidden``); the non-saturating GAN loss, Adam 2e-4 (0.5, 0.999).
 
 Data: two domains A, B (``mnist-negative-unpaired``, ``mnist-edges-unpaired``, ...), items drawn
 independently. ``sample`` returns the pairs side by side (N, C, H, 2W), so ``ganforge sample``
@@ -37,18 +38,49 @@ CONFIDENT = 0.9  # a classifier's top probability for a digit to count as legibl
 
 
 class CoupledGenerator(nn.Module):
-    """z -> (image A, image B): trunk(s) z -> C x S/2 x S/2, then one transposed conv per domain."""
+    """z -> (image A, image B): trunk(s) of the high-level layers, then one transposed conv per domain.
 
-    def __init__(self, z_dim: int, ch_a: int, ch_b: int, image_size: int, width: int, share: bool):
+    ``arch="dcgan"``: the trunk projects z to 2w x S/4 x S/4 and upsamples once (w x S/2 x S/2); the
+    heads upsample once more. ``arch="paper"``: the paper's digit G, deeper: z as a 1x1 map through a
+    transposed conv to 8w x 4 x 4, then three 3x3 stride-2 transposed convs (4w x 7, 2w x 13, w x 25 at
+    28x28), and heads of one 6x6 stride-1 transposed conv (the paper: w = 128, PReLU; ReLU here, as in
+    the dcgan trunk). Its heads only render pixels at full size: the shape is drawn by the shared layers."""
+
+    ARCHS = ("dcgan", "paper")
+
+    def __init__(self, z_dim: int, ch_a: int, ch_b: int, image_size: int, width: int, share: bool,
+                 arch: str = "dcgan"):
         super().__init__()
         if image_size % 4:
             raise ConfigError(f"cogan's networks need an image size that is a multiple of 4, got {image_size}")
+        if arch not in self.ARCHS:
+            raise ConfigError(f"g_arch must be one of {', '.join(self.ARCHS)}, got {arch!r}")
         s, w = image_size // 4, width
 
-        def trunk():  # high-level layers: what is drawn
-            return nn.Sequential(nn.Linear(z_dim, 2 * w * s * s, bias=False), View(2 * w, s, s),
-                                 nn.BatchNorm2d(2 * w), nn.ReLU(True),
-                                 nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True))
+        def bn_relu(c):
+            return [nn.BatchNorm2d(c), nn.ReLU(True)]
+
+        if arch == "dcgan":
+            def trunk():  # high-level layers: what is drawn
+                return nn.Sequential(nn.Linear(z_dim, 2 * w * s * s, bias=False), View(2 * w, s, s), *bn_relu(2 * w),
+                                     nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), *bn_relu(w))
+
+            def head(ch):  # low-level layers: how it is rendered in each domain
+                return nn.Sequential(nn.ConvTranspose2d(w, ch, 4, 2, 1), nn.Tanh())
+        else:
+            # A 3x3 stride-2 transposed conv maps n -> 2n - 1, so s0 -> 8 s0 - 7 after three; the head's
+            # kernel makes up the rest (6 at 28x28, as the paper's).
+            s0 = (image_size + 4) // 8
+            k = image_size - 8 * s0 + 10
+
+            def trunk():
+                layers = [View(z_dim, 1, 1), nn.ConvTranspose2d(z_dim, 8 * w, s0, 1, 0, bias=False), *bn_relu(8 * w)]
+                for c_in, c_out in ((8 * w, 4 * w), (4 * w, 2 * w), (2 * w, w)):
+                    layers += [nn.ConvTranspose2d(c_in, c_out, 3, 2, 1, bias=False), *bn_relu(c_out)]
+                return nn.Sequential(*layers)
+
+            def head(ch):
+                return nn.Sequential(nn.ConvTranspose2d(w, ch, k, 1, 1), nn.Tanh())
 
         # Shared: one module, held once (a module held under two names would be saved twice).
         self.shared = share
@@ -56,9 +88,7 @@ class CoupledGenerator(nn.Module):
             self.trunk = trunk()
         else:
             self.trunk_A, self.trunk_B = trunk(), trunk()
-        # low-level layers: how it is rendered in each domain
-        self.head_A = nn.Sequential(nn.ConvTranspose2d(w, ch_a, 4, 2, 1), nn.Tanh())
-        self.head_B = nn.Sequential(nn.ConvTranspose2d(w, ch_b, 4, 2, 1), nn.Tanh())
+        self.head_A, self.head_B = head(ch_a), head(ch_b)
         dcgan_init(self)
 
     def trunk_of(self, domain: str) -> nn.Module:
@@ -111,7 +141,7 @@ class CoGAN(GANModel):
     data_kinds = ("unpaired", "paired")  # pairs are allowed; it never uses their correspondence
     data_desc = "two image domains A, B (unpaired)"
     evaluation = "pairs"
-    defaults = {"z_dim": 100, "g_width": 64, "d_width": 32, "d_hidden": 500, "share": True, "loss": "nonsaturating",
+    defaults = {"z_dim": 100, "g_width": 64, "g_arch": "dcgan", "d_width": 32, "d_hidden": 500, "share": True, "loss": "nonsaturating",
                 "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]}
     legacy_defaults = {"d_hidden": 0}  # runs from before D had its hidden layer
 
@@ -120,7 +150,7 @@ class CoGAN(GANModel):
         if not isinstance(c["share"], bool):
             raise ConfigError(f"share must be true or false, got {c['share']!r}")
         ch_a, ch_b = (s.in_channels or s.channels), s.channels
-        self.G = CoupledGenerator(c["z_dim"], ch_a, ch_b, s.image_size, c["g_width"], c["share"])
+        self.G = CoupledGenerator(c["z_dim"], ch_a, ch_b, s.image_size, c["g_width"], c["share"], c["g_arch"])
         if int(c["d_hidden"]) < 0:
             raise ConfigError(f"d_hidden must be >= 0 (0: no hidden layer in D), got {c['d_hidden']}")
         self.D = CoupledDiscriminator(ch_a, ch_b, s.image_size, c["d_width"], c["share"], int(c["d_hidden"]))
