@@ -22,7 +22,8 @@ one of the two cycles.
 
 Settings: ``style_dim`` (nz, 8), ``lambda_l1``, ``lambda_kl``, ``lambda_z``, ``variant`` (bicycle |
 cvae | clr | noise), ``g_width``/``d_width``/``e_width``, ``d_layers`` (None: 3 from 64x64 up, 2
-below), ``norm``, ``direction``, ``jitter``. On the 28x28 digit domains the U-Net pads to 32 and
+below), ``norm``, ``direction``, ``jitter``, ``z_inject`` (``input``: z tiled over G's input, the
+authors' default; ``all``: also over every encoder layer's input, their ``G_Unet_add_all``). On the 28x28 digit domains the U-Net pads to 32 and
 crops back.
 
 Unset (None), the widths and the two cVAE weights follow the image size: from 64x64 up the paper's
