@@ -38,6 +38,25 @@ def test_z_is_injected_into_g():
         assert (m.G(a, torch.randn(2, 8)) - m.G(a, torch.randn(2, 8))).abs().max() > 1e-4
 
 
+def test_z_inject_all_gives_every_encoder_layer_the_code():
+    m = model(z_inject="all")
+    seen = []
+    hooks = [layer.register_forward_pre_hook(lambda mod, args: seen.append(args[0])) for layer in m.G.encoder]
+    a, z = batch()["A"], torch.randn(2, 8)
+    with torch.no_grad():
+        out = m.G(a, z)
+        other = m.G(a, torch.randn(2, 8))
+    for h in hooks:
+        h.remove()
+    assert len(seen) == 2 * len(m.G.encoder) >= 4
+    for x in seen[:len(m.G.encoder)]:  # the last 8 channels of each layer's input are z, tiled
+        assert torch.equal(x[:, -8:], z[:, :, None, None].expand(-1, -1, *x.shape[-2:]))
+    assert (out - other).abs().max() > 1e-4
+    assert isinstance(model().G, ZInput)  # the default stays the authors' add-to-input
+    with pytest.raises(ConfigError, match="z_inject"):
+        model(z_inject="middle")
+
+
 def test_cvae_gan_cycle_b_to_z_to_b(monkeypatch):
     m = model()
     monkeypatch.setattr(m, "randn", lambda n, *shape, **kw: torch.zeros(n, *shape))  # z = E's mean

@@ -22,7 +22,8 @@ one of the two cycles.
 
 Settings: ``style_dim`` (nz, 8), ``lambda_l1``, ``lambda_kl``, ``lambda_z``, ``variant`` (bicycle |
 cvae | clr | noise), ``g_width``/``d_width``/``e_width``, ``d_layers`` (None: 3 from 64x64 up, 2
-below), ``norm``, ``direction``, ``jitter``. On the 28x28 digit domains the U-Net pads to 32 and
+below), ``norm``, ``direction``, ``jitter``, ``z_inject`` (``input``: z tiled over G's input, the
+authors' default; ``all``: also over every encoder layer's input, their ``G_Unet_add_all``). On the 28x28 digit domains the U-Net pads to 32 and
 crops back.
 
 Unset (None), the widths and the two cVAE weights follow the image size: from 64x64 up the paper's
@@ -48,6 +49,7 @@ from .base import GANModel, Phase
 from .multimodal import Multimodal, frozen
 
 VARIANTS = ("bicycle", "cvae", "clr", "noise")
+Z_INJECT = ("input", "all")
 
 
 
@@ -60,7 +62,7 @@ class BicycleGAN(Multimodal, GANModel):
     data_kinds = ("paired",)
     defaults = {"style_dim": 8, "g_width": None, "d_width": None, "e_width": None, "d_layers": None,
                 "norm": "instance", "lambda_l1": None, "lambda_kl": None, "lambda_z": 0.5, "variant": "bicycle",
-                "batch_size": 2, "direction": "auto", "jitter": None}
+                "batch_size": 2, "direction": "auto", "jitter": None, "z_inject": "input"}
     ema_nets = ("G",)
     generator = "G"
     directions = {"AtoB": "G"}
@@ -86,9 +88,14 @@ class BicycleGAN(Multimodal, GANModel):
                 raise ConfigError(f"{k} must be >= 0, got {c[k]}")
         if c["style_dim"] < 1:
             raise ConfigError(f"style_dim must be >= 1, got {c['style_dim']}")
+        if c["z_inject"] not in Z_INJECT:
+            raise ConfigError(f"z_inject must be one of {', '.join(Z_INJECT)}, got {c['z_inject']!r}")
         in_ch, out_ch = self.in_out()
-        nz = c["style_dim"]
-        self.G = ZInput(UNetGenerator(in_ch + nz, out_ch, s.image_size, self.sized("g_width"), c["norm"], dropout=0.0), nz)
+        nz, gw = c["style_dim"], self.sized("g_width")
+        if c["z_inject"] == "all":  # the authors' G_Unet_add_all: z at every encoder layer's input
+            self.G = UNetGenerator(in_ch, out_ch, s.image_size, gw, c["norm"], dropout=0.0, z_dim=nz)
+        else:  # G_Unet_add_input, the authors' default
+            self.G = ZInput(UNetGenerator(in_ch + nz, out_ch, s.image_size, gw, c["norm"], dropout=0.0), nz)
         n_down = 4 if s.image_size >= 64 else 2
         if c["variant"] != "noise":
             self.E = StyleEncoder(out_ch, nz, self.sized("e_width"), n_down, vae=True)

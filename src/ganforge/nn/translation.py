@@ -52,10 +52,13 @@ class UNetGenerator(nn.Module):
     the image to 1x1 (8 at 256), or ``max_down``. ``skips=False`` makes it the paper's plain
     encoder-decoder baseline. Another size (28x28 digits) is padded to the next power of two by
     repeating the border and the output cropped back: halving must stay exact down the encoder.
+    ``z_dim`` > 0: ``forward(x, z)`` tiles the code z (N, z_dim) over the input of every encoder
+    layer, the first included (BicycleGAN's "add to all"), so that each layer sees z before its
+    norm and not only through what the norms above left of it.
     """
 
     def __init__(self, in_ch: int, out_ch: int, image_size: int, ngf: int = 64, norm: str = "batch",
-                 dropout: float = 0.5, max_down: int | None = None, skips: bool = True):
+                 dropout: float = 0.5, max_down: int | None = None, skips: bool = True, z_dim: int = 0):
         super().__init__()
         if image_size < 8:
             raise ConfigError(f"the U-Net needs an image size >= 8, got {image_size}")
@@ -67,11 +70,12 @@ class UNetGenerator(nn.Module):
             n = min(n, max_down)
         norm_layer(norm, 1)  # an unknown norm fails here, before any layer is built
         width = [ngf * min(2 ** i, 8) for i in range(n)]
-        self.encoder = nn.ModuleList([nn.Sequential(nn.Conv2d(in_ch, ngf, 4, 2, 1), nn.LeakyReLU(0.2, True))])
+        zc = z_dim  # the code's channels beside each encoder layer's input
+        self.encoder = nn.ModuleList([nn.Sequential(nn.Conv2d(in_ch + zc, ngf, 4, 2, 1), nn.LeakyReLU(0.2, True))])
         for i in range(1, n - 1):
-            self.encoder.append(nn.Sequential(*_conv(width[i - 1], width[i], 4, 2, 1, norm), nn.LeakyReLU(0.2, True)))
+            self.encoder.append(nn.Sequential(*_conv(width[i - 1] + zc, width[i], 4, 2, 1, norm), nn.LeakyReLU(0.2, True)))
         # The bottleneck's activation is the decoder's ReLU.
-        self.encoder.append(nn.Sequential(nn.Conv2d(width[n - 2], width[n - 1], 4, 2, 1), nn.ReLU(True)))
+        self.encoder.append(nn.Sequential(nn.Conv2d(width[n - 2] + zc, width[n - 1], 4, 2, 1), nn.ReLU(True)))
         grow = 2 if skips else 1
         self.decoder = nn.ModuleList()
         for j in range(n - 1):
@@ -79,16 +83,20 @@ class UNetGenerator(nn.Module):
             self.decoder.append(nn.Sequential(*_conv(cin, width[n - 2 - j], 4, 2, 1, norm, transposed=True),
                                               *_drop(dropout if j < 3 else 0.0), nn.ReLU(True)))
         self.out = nn.Sequential(nn.ConvTranspose2d(width[0] * grow, out_ch, 4, 2, 1), nn.Tanh())
-        self.skips, self.n_down = skips, n
+        self.skips, self.n_down, self.z_dim = skips, n, z_dim
         init_weights(self)
 
-    def forward(self, x):
+    def forward(self, x, z=None):
+        if (z is None) != (self.z_dim == 0):
+            raise ValueError(f"this U-Net takes {'a code z' if self.z_dim else 'no code'} (z_dim={self.z_dim})")
         size = x.shape[-1]
         if size != self.side:
             lo = (self.side - size) // 2
             x = F.pad(x, (lo, self.side - size - lo) * 2, mode="replicate")
         feats = []
         for layer in self.encoder:
+            if z is not None:
+                x = torch.cat([x, z[:, :, None, None].expand(-1, -1, *x.shape[-2:])], 1)
             x = layer(x)
             feats.append(x)
         for j, layer in enumerate(self.decoder):
