@@ -203,7 +203,6 @@ class AAE(Encoding, LabelledSubset, GANModel):
                 raise ConfigError(f"{key} (optimizer=sgd) must be a number in [0, 1), got {c[key]!r}")
         adam_lr = {"lr_ae": SEMI_LR_AE if semi else 1e-3, "lr_d": 1e-3, "lr_e": 1e-3, "lr_c": 1e-3}
         self.lr = {k: self._setting(k, SGD_LR[k] if self.sgd else v, (int, float), 0) for k, v in adam_lr.items()}
-        self.lr_ae = self.lr["lr_ae"]
         if self.shift > 7:
             raise ConfigError(f"shift is the largest random translation in pixels, 0..7; got {self.shift}")
         if prior != "gaussian":
@@ -368,14 +367,12 @@ class AAE(Encoding, LabelledSubset, GANModel):
     def recon_error(self, h, target):
         # The mean over pixels for Adam (which does not see the scale); for SGD the error of each
         # image summed over its pixels, the scale the paper's SGD rates were set for.
-        reduction = "sum" if self.sgd else "mean"
         if self.cfg["recon"] == "bce":
             err = F.binary_cross_entropy_with_logits(self.G.logits(h), target.flatten(1).add(1).mul(0.5),
-                                                     reduction=reduction)
+                                                     reduction="none")
         else:
-            sq = (self.G(h) - target).pow(2)
-            err = sq.sum() if self.sgd else sq.mean()
-        return err / len(h) if self.sgd else err
+            err = (self.G(h) - target).pow(2)
+        return err.flatten(1).sum(1).mean() if self.sgd else err.mean()
 
     def recon_step(self, batch):
         """Reconstruction phase: E and G on the reconstruction error of x."""
